@@ -1,0 +1,1 @@
+"""The reference speaker agent (asyncio): verification, device rules, media cache, outputs."""

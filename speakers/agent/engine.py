@@ -1,0 +1,260 @@
+"""Runs the device rules against real time: fetches media, arms outputs, times starts and ends, reports.
+
+Every play is handed to its output `arm_lead` before its start instant, and the output begins it at that
+instant by the device clock, so all speakers of a grid start together however busy this process is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from speakers.agent.outputs.base import Playback
+from speakers.agent.policy import Action, PlayItem
+from speakers.agent.timers import TimerHandle
+from speakers.errors import SpeakerError
+
+if TYPE_CHECKING:
+    from speakers.agent.core import Agent
+
+logger = logging.getLogger(__name__)
+
+FETCH_RETRY_S = 120.0  # a failed prefetch for a play far ahead is retried this often
+
+
+@dataclass
+class Active:
+    """The play on the output now (or armed to begin shortly)."""
+
+    item: PlayItem
+    playback: Playback
+    volume: int
+    began_reported: bool = False
+    timers: list[TimerHandle] = field(default_factory=list)
+    preempts: tuple[Active, float] | None = None  # (previous play, local instant) to end when this begins
+
+
+class PlaybackEngine:
+    """Executes the planner's decisions for one agent."""
+
+    def __init__(self, agent: Agent) -> None:
+        self.agent = agent
+        self.active: Active | None = None
+        self._wake: TimerHandle | None = None
+        self._fetching: set[str] = set()
+        self._pending_preempt: tuple[Active, float] | None = None
+        self.closed = False  # after close(): late callbacks (downloads, timers) change nothing
+
+    # -- intake --------------------------------------------------------------------------------------
+
+    def accept(self, item: PlayItem) -> None:
+        """Queue a verified play, start fetching its media, and re-plan."""
+        self.agent.planner.add(item)
+        self.prefetch(item)
+        self.replan()
+
+    def ready(self, item: PlayItem) -> bool:
+        """Media fetched and decoded."""
+        return self.agent.pcm.peek(item.sha256) is not None and self.agent.cache.has(item.sha256)
+
+    def prefetch(self, item: PlayItem) -> None:
+        """Fetch and decode the media of `item` unless already at hand or under way."""
+        if self.ready(item) or item.sha256 in self._fetching:
+            return
+        cache = self.agent.cache
+        self._fetching.add(item.sha256)
+        if cache.has(item.sha256):
+            self._decode(item)
+            return
+        future = cache.fetch_future(item.media_url, item.sha256)
+        future.add_done_callback(lambda f: self._fetched(item, f))
+
+    def _fetched(self, item: PlayItem, future: asyncio.Future[Any]) -> None:
+        if self.closed:
+            return
+        error = future.exception() if not future.cancelled() else RuntimeError("cancelled")
+        if error is None:
+            self._decode(item)
+            return
+        self._fetching.discard(item.sha256)
+        self._fetch_failed(item, error)
+
+    def _decode(self, item: PlayItem) -> None:
+        cache = self.agent.cache
+        cache.touch(item.sha256)
+        future = self.agent.pcm.decode_future(item.sha256, cache.path_for(item.sha256))
+        future.add_done_callback(lambda f: self._decoded(item, f))
+
+    def _decoded(self, item: PlayItem, future: asyncio.Future[Any]) -> None:
+        if self.closed:
+            return
+        self._fetching.discard(item.sha256)
+        error = future.exception() if not future.cancelled() else RuntimeError("cancelled")
+        if error is not None:
+            self._fetch_failed(item, error)
+            return
+        self.replan()
+
+    def _fetch_failed(self, item: PlayItem, error: BaseException) -> None:
+        code = error.code if isinstance(error, SpeakerError) else "speakers.fetch_failed"
+        reason = code.removeprefix("speakers.")
+        now = self.agent.clock.server_now()
+        affected = [i for i in self.agent.planner.pending.values() if i.sha256 == item.sha256]
+        retry = [i for i in affected if i.start_at - now > FETCH_RETRY_S and reason != "hash_mismatch"]
+        for pending in affected:
+            if pending in retry:
+                continue
+            self.agent.planner.remove(pending.play_id)
+            self.agent.report("failed", pending, reason=reason, detail={"error": str(error)[:200]})
+        if retry:
+            logger.info("media %s not fetched (%s); retrying in %.0f s", item.sha256[:12], reason, FETCH_RETRY_S)
+            self.agent.timers.call_later(FETCH_RETRY_S, self.prefetch, retry[0])
+        self.agent.persist()
+
+    # -- planning ------------------------------------------------------------------------------------
+
+    def replan(self) -> None:
+        """Ask the planner what to do now and do it; arm the timer for the next decision."""
+        if self.closed:
+            return
+        agent = self.agent
+        horizon = agent.config.arm_lead_ms / 1000
+        now = agent.clock.server_now()
+        for action in agent.planner.tick(now, horizon, self.ready):
+            self._execute(action)
+        if self._wake is not None:
+            self._wake.cancel()
+            self._wake = None
+        wake = agent.planner.next_wake(now, horizon)
+        if wake is not None:
+            delay = max(0.0, agent.clock.to_local(wake) - time.time())
+            self._wake = agent.timers.call_later(delay, self.replan)
+
+    def _execute(self, action: Action) -> None:
+        if action.kind == "missed":
+            self.agent.report("missed", action.item, reason="expired")
+        elif action.kind == "refused":
+            self.agent.report("refused", action.item, reason="quiet_hours")
+        elif action.kind == "start":
+            self._start(action.item, action.at)
+        elif action.kind == "preempt" and self.active is not None:
+            # ended when the new play begins, see _begin
+            self._pending_preempt = (self.active, self.agent.clock.to_local(action.at))
+            self.active = None
+        self.agent.persist()
+
+    def volume_for(self, item: PlayItem) -> int:
+        """Emergency plays at the maximum; anything else at its own or the device volume, capped."""
+        cap = self.agent.config.max_volume
+        if item.priority == "emergency":
+            return cap
+        return min(item.volume if item.volume is not None else self.agent.volume, cap)
+
+    def _start(self, item: PlayItem, at: float) -> None:
+        agent = self.agent
+        preempts, self._pending_preempt = self._pending_preempt, None
+        pcm = agent.pcm.peek(item.sha256)
+        if pcm is None:  # evicted between planning and now: cannot happen often, report honestly
+            self._start_failed(item, preempts, "decode_failed", "decoded audio no longer at hand")
+            return
+        volume = self.volume_for(item)
+        try:
+            playback = agent.output.play(
+                pcm,
+                start_at=agent.clock.to_local(at),
+                volume=volume,
+                repeat=item.repeat,
+                gap_s=item.repeat_gap_ms / 1000,
+                label=item.command_id,
+            )
+        except SpeakerError as exc:
+            self._start_failed(item, preempts, "output_error", exc.en)
+            return
+        agent.mark_done(item.broadcast_id, item.expires_at)
+        active = Active(item, playback, volume, preempts=preempts)
+        self.active = active
+        active.timers.append(agent.timers.call_at(playback.began_at, self._begin, active))
+
+    def _start_failed(self, item: PlayItem, preempts: tuple[Active, float] | None, reason: str, error: str) -> None:
+        self.agent.planner.finished()
+        if preempts is not None:
+            self._end(preempts[0], "preempted", time.time(), by=item.broadcast_id)
+        self.agent.report("failed", item, reason=reason, detail={"error": error})
+
+    def _begin(self, active: Active) -> None:
+        if active.preempts is not None:
+            previous, instant = active.preempts
+            active.preempts = None
+            self._end(previous, "preempted", instant, by=active.item.broadcast_id)
+        if active.playback.ended:
+            return
+        end = active.playback.began_at + active.playback.duration_s
+        active.timers.append(self.agent.timers.call_at(end, self._finish, active))
+        active.began_reported = True
+        detail: dict[str, Any] = {"priority": active.item.priority, "volume": active.volume}
+        if active.playback.file:
+            detail["file"] = active.playback.file
+        late = active.playback.began_at - self.agent.clock.to_local(active.item.start_at)
+        if late > 0.001:
+            detail["late_ms"] = round(late * 1000, 1)
+        self.agent.report("started", active.item, at=active.playback.began_at, detail=detail)
+
+    def _finish(self, active: Active) -> None:
+        if active.playback.ended:
+            return
+        end = active.playback.began_at + active.playback.duration_s
+        self._end(active, "finished", end)
+        if self.active is active:
+            self.active = None
+            self.agent.planner.finished()
+        self.agent.persist()
+        self.replan()
+
+    def _end(self, active: Active, event: str, at: float, *, by: str | None = None, reason: str | None = None) -> None:
+        for timer in active.timers:
+            timer.cancel()
+        if active.playback.ended:
+            return
+        played = active.playback.end(at, completed=event == "finished")
+        detail: dict[str, Any] = {"played_ms": round(played * 1000)}
+        if active.playback.file and active.began_reported:
+            detail["file"] = active.playback.file
+        if by:
+            detail["by"] = by
+        self.agent.report(event, active.item, at=max(at, active.playback.began_at), reason=reason, detail=detail)
+
+    def stop(self, broadcast_id: str | None) -> int:
+        """End the matching play now and drop matching queued plays; return how many were affected."""
+        agent = self.agent
+        count = 0
+        active = self.active
+        if active is not None and broadcast_id in (None, active.item.broadcast_id):
+            if active.preempts is not None:
+                previous, instant = active.preempts
+                active.preempts = None
+                self._end(previous, "preempted", instant, by=active.item.broadcast_id)
+            self._end(active, "stopped", time.time(), reason="stop_command")
+            self.active = None
+            agent.planner.finished()
+            count += 1
+        for item in list(agent.planner.pending.values()):
+            if broadcast_id in (None, item.broadcast_id):
+                agent.planner.remove(item.play_id)
+                agent.mark_done(item.broadcast_id, item.expires_at)
+                agent.report("stopped", item, reason="cancelled")
+                count += 1
+        agent.persist()
+        self.replan()
+        return count
+
+    def close(self) -> None:
+        """Cancel timers (the agent is shutting down; a play in progress is cut off)."""
+        self.closed = True
+        if self._wake is not None:
+            self._wake.cancel()
+        if self.active is not None:
+            for timer in self.active.timers:
+                timer.cancel()

@@ -1,0 +1,133 @@
+"""Receipts, the outbox and retained state of an agent (a part of `Agent`, kept apart for size)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+from speakers import __version__, protocol
+from speakers.messages import Receipt, State
+
+if TYPE_CHECKING:
+    from speakers.agent.core import Agent
+    from speakers.agent.policy import PlayItem
+    from speakers.agent.trust import RejectedError
+
+logger = logging.getLogger(__name__)
+
+OUTBOX_MAX = 2000  # unsent receipts kept while offline (oldest dropped beyond)
+
+
+class Reporter:
+    """Sends receipts (at least once: kept in the outbox until the broker has them) and state."""
+
+    def _rejected(self: Agent, topic: str, rejection: RejectedError) -> None:
+        self.rejected_count += 1
+        logger.warning("%s: rejected a message on %s: %s", self.config.speaker_id, topic, rejection.reason)
+        now = time.monotonic()
+        start, sent = self._reject_budget
+        if now - start >= 60:
+            start, sent = now, 0
+        self._reject_budget = (start, sent + 1)
+        detail = {"topic": topic, **{k: v for k, v in rejection.details.items() if isinstance(v, str | int | float)}}
+        self.report(
+            "rejected", command_id=rejection.command_id, reason=rejection.reason, detail=detail,
+            send=sent < self.config.rejected_reports_per_minute,
+        )  # fmt: skip
+
+    def report(
+        self: Agent,
+        event: str,
+        item: PlayItem | None = None,
+        *,
+        command_id: str | None = None,
+        broadcast_id: str | None = None,
+        seq: int | None = None,
+        at: float | None = None,
+        reason: str | None = None,
+        detail: dict[str, Any] | None = None,
+        send: bool = True,
+        send_after: float = 0.0,
+    ) -> None:
+        """Send a receipt (kept in the outbox until the broker has it) and note it in the timeline.
+
+        `send_after` > 0 delays sending by that many seconds; < 0 holds it until the next receipt is sent,
+        but at most -send_after seconds.
+        """
+        sha256 = None
+        if item is not None:
+            command_id, broadcast_id, seq, sha256 = item.command_id, item.broadcast_id, item.seq, item.sha256
+            detail = {"source": item.source, **(detail or {})} if item.source != "command" else detail
+        receipt = Receipt(
+            self.config.speaker_id, command_id, broadcast_id, event, time.time() if at is None else at,
+            reason, detail or {}, seq, round(self.clock.offset * 1000, 3),
+        )  # fmt: skip
+        if self.output.records:
+            self.output.record(
+                {
+                    "event": event, "broadcast_id": broadcast_id, "command_id": command_id, "sha256": sha256,
+                    "at": receipt.at, "reason": reason, "speaker_id": self.config.speaker_id, **(detail or {}),
+                }
+            )  # fmt: skip
+        if send:
+            self._outbox_next += 1
+            key = self._outbox_next
+            self.outbox[key] = receipt.to_dict()
+            while len(self.outbox) > OUTBOX_MAX:
+                self.outbox.pop(next(iter(self.outbox)))
+            if send_after < 0:
+                self._held.append(key)
+                self.timers.call_later(-send_after, self._release, key)
+            elif send_after > 0:
+                self.timers.call_later(send_after, self._publish_receipt, key, self.outbox[key])
+            elif self.work_queue is not None:
+                self.work_queue.submit(self._publish_receipt, key, self.outbox[key])  # after queued commands
+            else:
+                self._publish_receipt(key, self.outbox[key])
+
+    def _release(self: Agent, key: int) -> None:
+        if key in self._held:
+            self._held.remove(key)
+            if key in self.outbox:
+                self._publish_receipt(key, self.outbox[key])
+
+    def _publish_receipt(self: Agent, key: int, data: dict[str, Any]) -> None:
+        if self.client is None:
+            return
+        if self._held:
+            held, self._held = self._held, []
+            for older in held:
+                if older in self.outbox and older != key:
+                    self._publish_receipt(older, self.outbox[older])
+        topic = protocol.receipt_topic(self.config.topic_prefix, self.config.speaker_id)
+        self.client.publish(topic, protocol.dumps(data).encode(), qos=1, on_ack=lambda: self.outbox.pop(key, None))
+
+    def state(self: Agent, *, online: bool = True) -> State:
+        """This speaker's health now."""
+        active = self.engine.active
+        return State(
+            speaker_id=self.config.speaker_id,
+            online=online,
+            at=time.time(),
+            agent_version=__version__,
+            playing=active.item.broadcast_id if active else None,
+            playing_priority=active.item.priority if active else None,
+            queue_length=sum(1 for i in self.planner.pending.values() if i.source == "command"),
+            schedule_items=sum(1 for i in self.planner.pending.values() if i.source == "schedule"),
+            clock_offset_ms=round(self.clock.offset * 1000, 3) if self.clock.synced else None,
+            clock_rtt_ms=round(self.clock.rtt * 1000, 3) if self.clock.rtt is not None else None,
+            cache_bytes=self.cache.size_bytes,
+            cache_cap_bytes=self.cache.cap_bytes,
+            rejected_count=self.rejected_count,
+            volume=self.volume,
+            output=self.output.name,
+            last_error=self.client.last_error if self.client else None,
+        )
+
+    def publish_state(self: Agent, *, online: bool = True) -> None:
+        """Publish the retained state (when connected)."""
+        if self.client is not None and self.client.connected:
+            payload = json.dumps(self.state(online=online).to_dict(), separators=(",", ":")).encode()
+            self.client.publish(self.state_topic, payload, qos=1, retain=True)

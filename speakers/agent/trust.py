@@ -1,0 +1,236 @@
+"""Command verification on the speaker. Every check always runs; there is no switch to turn any off.
+
+Order: envelope shape → version → key → signature → body schema → addressing → time → anti-replay.
+Nothing inside the body is trusted before the signature has been checked.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from speakers import protocol
+from speakers.agent.replay import ReplayWindow
+from speakers.errors import SpeakerError
+from speakers.messages import COMMAND_TYPES, KeyAnnouncement, TimeReply
+from speakers.schema import SchemaError, validate
+from speakers.signing import COMMAND_CONTEXT, TIME_CONTEXT, PublicKey
+
+logger = logging.getLogger(__name__)
+
+_KEY_CACHE: dict[str, PublicKey] = {}  # parsed keys shared by simulated speakers (saves memory)
+
+
+def public_key(b64: str) -> PublicKey:
+    """Parse (once per process) a base64 public key."""
+    key = _KEY_CACHE.get(b64)
+    if key is None:
+        key = _KEY_CACHE[b64] = PublicKey.from_b64(b64)
+    return key
+
+
+class RejectedError(SpeakerError):
+    """A command failed verification; `reason` is one of `protocol.REJECT_REASONS`."""
+
+    def __init__(self, reason: str, *, command_id: str | None = None, **detail: Any) -> None:
+        super().__init__(
+            f"speakers.rejected.{reason}", f"指令被拒绝：{reason}", f"Command rejected: {reason}",
+            kind="forbidden", **detail,
+        )  # fmt: skip
+        self.reason = reason
+        self.command_id = command_id
+
+
+@dataclass
+class TrustedKey:
+    """One server key the speaker trusts, until `retire_at` (server clock) when set."""
+
+    key: PublicKey
+    retire_at: float | None = None
+
+
+@dataclass
+class KeyRing:
+    """The trusted server keys, current first."""
+
+    keys: list[TrustedKey] = field(default_factory=list)
+
+    @classmethod
+    def from_config(cls, server_keys: list[str]) -> KeyRing:
+        """Trust the provisioned keys (the first is current)."""
+        return cls([TrustedKey(public_key(k)) for k in server_keys])
+
+    def current(self) -> TrustedKey:
+        """The key new announcements must be signed with."""
+        return self.keys[0]
+
+    def find(self, key_id: str) -> TrustedKey | None:
+        """The trusted key with this id, if any."""
+        return next((k for k in self.keys if k.key.key_id == key_id), None)
+
+    def rotate(self, announcement: KeyAnnouncement) -> None:
+        """Make the announced key current; the old one stays trusted until retire_previous_at."""
+        new = public_key(announcement.public_key)
+        if self.find(new.key_id):
+            self.keys = [k for k in self.keys if k.key.key_id != new.key_id]
+        self.keys[0].retire_at = announcement.retire_previous_at
+        self.keys.insert(0, TrustedKey(new))
+        del self.keys[4:]  # a bounded ring: older keys drop out
+
+    def to_list(self) -> list[dict[str, Any]]:
+        """JSON-ready form."""
+        return [{"public_key": k.key.b64(), "retire_at": k.retire_at} for k in self.keys]
+
+    @classmethod
+    def from_list(cls, data: list[dict[str, Any]]) -> KeyRing:
+        """Restore persisted keys."""
+        return cls([TrustedKey(public_key(d["public_key"]), d.get("retire_at")) for d in data])
+
+
+# Parsing is a pure function of the bytes: the speakers simulated in one process share its result for
+# byte-identical messages (a region command reaches them all). Signatures, keys, addressing, expiry and
+# the anti-replay window are still checked by every speaker for itself.
+_PARSED: dict[bytes, Any] = {}
+_PARSED_MAX = 256
+
+
+def _memo(key: bytes, parse: Any) -> Any:
+    value = _PARSED.get(key)
+    if value is None:
+        value = parse(key)
+        if len(_PARSED) >= _PARSED_MAX:
+            _PARSED.clear()
+        _PARSED[key] = value
+    return value
+
+
+def _envelope(payload: bytes) -> dict[str, Any]:
+    return _memo(payload, _parse_envelope)  # type: ignore[no-any-return]
+
+
+def _parse_envelope(payload: bytes) -> dict[str, Any]:
+    try:
+        data = json.loads(payload)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise RejectedError("malformed", problem="not JSON") from exc
+    if not isinstance(data, dict):
+        raise RejectedError("malformed", problem="not an object")
+    if not data.get("sig"):
+        raise RejectedError("unsigned", command_id=_claimed_id(data))
+    try:
+        validate(data, "envelope")
+    except SchemaError as exc:
+        raise RejectedError("malformed", problem=str(exc)) from exc
+    if data["v"] != protocol.PROTOCOL_VERSION:
+        raise RejectedError("unsupported_version", version=data["v"])
+    return data
+
+
+def _claimed_id(data: dict[str, Any]) -> str | None:
+    """An id an unverified message claims, for the report only (shortened, never trusted)."""
+    value = data.get("id")
+    return value[:64] if isinstance(value, str) else None
+
+
+def _parse_command(body: bytes) -> tuple[dict[str, Any], Any]:
+    """The schema-checked body and its command object (both treated as read-only)."""
+    try:
+        doc = json.loads(body)
+        validate(doc, "command")
+        validate(doc["cmd"], doc["type"])
+        if doc["type"] == "schedule":
+            for i, item in enumerate(doc["cmd"]["items"]):
+                validate(item["play"], "play")
+                if item["play"].get("expires_at") is None:
+                    raise SchemaError(f"$.cmd.items[{i}].play.expires_at", "required in a schedule")
+    except (ValueError, SchemaError) as exc:
+        raise RejectedError("malformed", problem=str(exc)) from exc
+    return doc, COMMAND_TYPES[doc["type"]].from_dict(doc["cmd"])
+
+
+class Verifier:
+    """Checks commands and time replies for one speaker against its keys and anti-replay window."""
+
+    def __init__(
+        self,
+        speaker_id: str,
+        regions: list[str],
+        keys: KeyRing,
+        window: ReplayWindow,
+        *,
+        max_skew_s: float = 300.0,
+    ) -> None:
+        self.speaker_id = speaker_id
+        self.addresses = {f"speaker:{speaker_id}", *(f"region:{code}" for code in regions)}
+        self.keys = keys
+        self.window = window
+        self.max_skew_s = max_skew_s
+
+    def _signed_body(self, data: dict[str, Any], context: bytes, now: float) -> tuple[bytes, TrustedKey]:
+        trusted = self.keys.find(data["kid"])
+        if trusted is None:
+            raise RejectedError("unknown_key", key_id=data["kid"])
+        if trusted.retire_at is not None and now >= trusted.retire_at:
+            raise RejectedError("retired_key", key_id=data["kid"])
+        signature = protocol.decode_signature(data["sig"])
+        body = data["body"].encode("utf-8")
+        if signature is None or not trusted.key.verify(context, body, signature):
+            raise RejectedError("bad_signature", key_id=data["kid"])
+        return body, trusted
+
+    def verify_command(self, payload: bytes, now: float) -> protocol.SignedCommand:
+        """Return the verified command, or raise RejectedError; `now` is the server clock as estimated.
+
+        A verified command is recorded in the anti-replay window before this returns.
+        """
+        data = _envelope(payload)
+        body, trusted = self._signed_body(data, COMMAND_CONTEXT, now)
+        doc, command = _memo(body, _parse_command)
+        command_id = doc["id"]
+        if not self.addresses.intersection(doc["targets"]):
+            raise RejectedError("not_addressed", command_id=command_id)
+        if doc["expires_at"] < now:
+            raise RejectedError("expired", command_id=command_id, expired_s=round(now - doc["expires_at"], 3))
+        if doc["issued_at"] > now + self.max_skew_s:
+            raise RejectedError("not_yet_valid", command_id=command_id)
+        reason = self.window.check(command_id, doc["seq"])
+        if reason:
+            raise RejectedError(reason, command_id=command_id, seq=doc["seq"], top=self.window.top)
+        if isinstance(command, KeyAnnouncement):
+            self._check_announcement(command, trusted, command_id)
+        self.window.accept(command_id, doc["seq"], doc["expires_at"])
+        self.window.prune(now)
+        return protocol.SignedCommand(
+            id=command_id,
+            seq=doc["seq"],
+            issued_at=doc["issued_at"],
+            expires_at=doc["expires_at"],
+            targets=tuple(doc["targets"]),
+            command=command,
+            key_id=trusted.key.key_id,
+        )
+
+    def _check_announcement(self, command: KeyAnnouncement, signer: TrustedKey, command_id: str) -> None:
+        if signer is not self.keys.current():
+            raise RejectedError("wrong_key", command_id=command_id, key_id=signer.key.key_id)
+        try:
+            new = public_key(command.public_key)
+        except Exception as exc:
+            raise RejectedError("malformed", command_id=command_id, problem="bad public key") from exc
+        if new.key_id != command.key_id:
+            raise RejectedError("malformed", command_id=command_id, problem="key_id does not match the key")
+
+    def verify_time_reply(self, payload: bytes, now: float) -> TimeReply:
+        """Return a verified time reply for this speaker, or raise RejectedError."""
+        data = _envelope(payload)
+        body, _trusted = self._signed_body(data, TIME_CONTEXT, now)
+        try:
+            doc = json.loads(body)
+            validate(doc, "time_reply")
+        except (ValueError, SchemaError) as exc:
+            raise RejectedError("malformed", problem=str(exc)) from exc
+        if doc["speaker_id"] != self.speaker_id:
+            raise RejectedError("not_addressed")
+        return TimeReply(doc["speaker_id"], doc["nonce"], doc["t1"], doc["t2"], doc["t3"])

@@ -1,0 +1,214 @@
+"""The embedded MQTT broker (amqtt in its own thread and event loop) for one-machine installs and tests."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from amqtt.broker import Broker
+
+from speakers.acl import AclRules
+from speakers.broker_plugins import LIVE_RULES
+from speakers.errors import SpeakerError, unavailable
+from speakers.mosquitto import parse_mosquitto_acl
+
+logger = logging.getLogger(__name__)
+
+# amqtt and its state-machine library log every connection at INFO; quiet them unless the app chose a level
+for _name in ("amqtt", "transitions"):
+    if logging.getLogger(_name).level == logging.NOTSET:
+        logging.getLogger(_name).setLevel(logging.WARNING)
+
+
+class _SnapshotDict(dict):  # type: ignore[type-arg]
+    """amqtt 0.12 iterates its subscription table across awaits; iterating a copy keeps a client that
+    subscribes meanwhile from raising "dictionary changed size during iteration" in another's task."""
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(list(super().keys()))
+
+    def items(self) -> list[tuple[Any, Any]]:  # type: ignore[override]
+        """A copy of the items (see the class docstring)."""
+        return list(super().items())
+
+
+class _Broker(Broker):
+    """amqtt's broker with two fixes for 0.12 (see _SnapshotDict and the method below)."""
+
+    def __init__(self, config: dict[str, Any], loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(config, loop=loop)
+        self._subscriptions = _SnapshotDict()
+        self.writers: set[asyncio.StreamWriter] = set()
+
+    async def stream_connected(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, listener_name: str
+    ) -> None:
+        """Track every client connection, so shutdown can close the ones amqtt leaves open."""
+        self.writers.add(writer)
+        try:
+            await super().stream_connected(reader, writer, listener_name)
+        finally:
+            self.writers.discard(writer)
+            writer.close()
+
+    async def _publish_retained_messages_for_subscription(self, subscription: tuple[str, int], session: Any) -> None:
+        # amqtt 0.12 calls this on every connect for *every* filter any client subscribed to, leaking other
+        # clients' retained messages (past the ACL) and costing O(filters x retained) per connect. Only a
+        # filter this session really subscribed to may deliver retained messages to it.
+        subscribers = dict.get(self._subscriptions, subscription[0], [])
+        if any(s.client_id == session.client_id for s, _qos in subscribers):
+            await super()._publish_retained_messages_for_subscription(subscription, session)
+
+
+class EmbeddedBroker:
+    """An MQTT 3.1.1 broker inside this process; `start()` returns once it accepts connections.
+
+    With `password_file` (Mosquitto "$7$" format) only known accounts may connect; with `acl` (or
+    `acl_file`, Mosquitto ACL format) each account may only use its topics. Both are re-read live:
+    the password file when it changes on disk, the rules through `set_acl()`.
+    """
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        password_file: Path | None = None,
+        acl: AclRules | None = None,
+        acl_file: Path | None = None,
+        start_timeout: float = 10.0,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.password_file = Path(password_file) if password_file else None
+        if acl is None and acl_file is not None:
+            acl = parse_mosquitto_acl(Path(acl_file).read_text(encoding="utf-8"))
+        self._acl_key = uuid.uuid4().hex
+        self._has_acl = acl is not None
+        LIVE_RULES[self._acl_key] = acl
+        self._start_timeout = start_timeout
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._broker: Broker | None = None
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+
+    @property
+    def url(self) -> str:
+        """mqtt://host:port of the running broker."""
+        return f"mqtt://{self.host}:{self.port}"
+
+    @property
+    def running(self) -> bool:
+        """True between a successful start() and stop()."""
+        return self._thread is not None and self._thread.is_alive() and self._ready.is_set() and not self._error
+
+    def set_acl(self, acl: AclRules | None) -> None:
+        """Replace the topic rules while running (None lifts all restrictions)."""
+        if acl is not None and not self._has_acl:
+            raise SpeakerError(
+                "speakers.acl_not_enabled",
+                "嵌入式消息服务器启动时未启用访问控制。",
+                "The embedded broker was started without ACL rules; restart it with acl=...",
+                kind="conflict",
+            )
+        LIVE_RULES[self._acl_key] = acl
+
+    def _config(self) -> dict[str, Any]:
+        plugins: dict[str, Any] = {}
+        if self.password_file is not None:
+            plugins["speakers.broker_plugins.PasswordFileAuth"] = {"password_file": str(self.password_file)}
+        else:
+            plugins["amqtt.plugins.authentication.AnonymousAuthPlugin"] = {"allow_anonymous": True}
+        if self._has_acl:
+            plugins["speakers.broker_plugins.AclRulesPlugin"] = {"rules_key": self._acl_key}
+        return {
+            "listeners": {"default": {"type": "tcp", "bind": f"{self.host}:{self.port}"}},
+            "plugins": plugins,
+        }
+
+    def start(self) -> None:
+        """Start listening; with port 0 a free port is chosen (and kept for later restarts)."""
+        if self.running:
+            return
+        self._ready.clear()
+        self._error = None
+        self._thread = threading.Thread(target=self._run, name=f"embedded-broker-{self.port}", daemon=True)
+        self._thread.start()
+        if not self._ready.wait(self._start_timeout) or self._error is not None:
+            self._thread.join(self._start_timeout)
+            raise unavailable(
+                "speakers.broker_start_failed",
+                f"嵌入式消息服务器无法在 {self.host}:{self.port} 启动：{self._error}",
+                f"The embedded broker could not start on {self.host}:{self.port}: {self._error}",
+            )
+        logger.info("embedded broker listening on %s", self.url)
+
+    def _run(self) -> None:
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        asyncio.set_event_loop(loop)
+        try:
+            loop.run_until_complete(self._start_broker())
+        except Exception as exc:
+            logger.exception("embedded broker failed to start")
+            self._error = exc
+            self._ready.set()
+            self._close_loop(loop)
+            return
+        self._ready.set()
+        try:
+            loop.run_forever()
+            if self._broker is not None:
+                loop.run_until_complete(self._broker.shutdown())
+                for writer in list(self._broker.writers):
+                    writer.close()
+                loop.run_until_complete(asyncio.sleep(0.05))  # let the transports finish closing
+        finally:
+            self._close_loop(loop)
+
+    async def _start_broker(self) -> None:
+        self._broker = _Broker(self._config(), loop=asyncio.get_running_loop())
+        await self._broker.start()
+        server = self._broker._servers["default"].instance  # amqtt offers no public accessor for the port
+        self.port = server.sockets[0].getsockname()[1]
+
+    @staticmethod
+    def _close_loop(loop: asyncio.AbstractEventLoop) -> None:
+        pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
+        for task in pending:
+            task.cancel()
+        if pending:
+            loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.close()
+        asyncio.set_event_loop(None)
+
+    def stop(self) -> None:
+        """Shut down: every client is disconnected (clients see the connection drop)."""
+        if self._thread is None:
+            return
+        if self._loop is not None and self._thread.is_alive():
+            self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(30)
+        self._thread = None
+        self._loop = None
+        self._broker = None
+        logger.info("embedded broker on %s stopped", self.url)
+
+    def close(self) -> None:
+        """Stop and forget the ACL rules (the object cannot be restarted after this)."""
+        self.stop()
+        LIVE_RULES.pop(self._acl_key, None)
+
+    def __enter__(self) -> EmbeddedBroker:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

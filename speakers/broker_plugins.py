@@ -1,0 +1,84 @@
+"""amqtt plugins of the embedded broker: Mosquitto "$7$" password file and topic ACL rules."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from amqtt.contexts import Action
+from amqtt.plugins.base import BaseAuthPlugin, BaseTopicPlugin
+from amqtt.session import Session
+
+from speakers import acl
+from speakers.mosquitto import read_password_file, verify_password
+
+logger = logging.getLogger(__name__)
+
+# ACL rules of each running embedded broker, by key; None = no restriction.
+LIVE_RULES: dict[str, acl.AclRules | None] = {}
+
+
+class PasswordFileAuth(BaseAuthPlugin):
+    """Authenticate against a Mosquitto 2 password file; re-read it whenever it changes on disk."""
+
+    @dataclass
+    class Config:
+        """Plugin settings."""
+
+        password_file: str = ""  # path of the "username:$7$..." file
+
+    def __init__(self, context: Any) -> None:
+        super().__init__(context)
+        self._path = Path(self.config.password_file)
+        self._mtime = -1.0
+        self._users: dict[str, str] = {}
+        self._reload()
+
+    def _reload(self) -> None:
+        try:
+            mtime = self._path.stat().st_mtime
+        except FileNotFoundError:
+            self._users = {}
+            return
+        if mtime != self._mtime:
+            self._users = read_password_file(self._path)
+            self._mtime = mtime
+            logger.info("embedded broker: %d accounts loaded", len(self._users))
+
+    async def authenticate(self, *, session: Session) -> bool | None:
+        """Accept only a known user with the right password."""
+        self._reload()
+        hashed = self._users.get(session.username or "")
+        ok = bool(hashed) and verify_password(session.password or "", hashed or "")
+        if not ok:
+            logger.info("embedded broker: refused %r (client %s)", session.username, session.client_id)
+        return ok
+
+
+class AclRulesPlugin(BaseTopicPlugin):
+    """Enforce `speakers.acl` rules on subscribe, publish and delivery."""
+
+    @dataclass
+    class Config:
+        """Plugin settings."""
+
+        rules_key: str = ""  # key into LIVE_RULES, so the broker can replace the rules while running
+
+    async def topic_filtering(
+        self, *, session: Session | None = None, topic: str | None = None, action: Action | None = None
+    ) -> bool | None:
+        """Allow or refuse one action on one topic."""
+        rules = LIVE_RULES.get(self.config.rules_key)
+        user = (session.username if session else None) or "anonymous"
+        if topic is None:
+            return False
+        if action == Action.SUBSCRIBE:
+            return acl.may_subscribe(rules, user, topic)
+        if action == Action.PUBLISH:
+            allowed = acl.may_publish(rules, user, topic)
+            if not allowed:
+                logger.info("embedded broker: %r may not publish to %s", user, topic)
+            return allowed
+        return acl.may_receive(rules, user, topic)

@@ -1,0 +1,1 @@
+"""JSON schemas of the speaker protocol messages (data files)."""

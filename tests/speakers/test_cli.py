@@ -1,0 +1,114 @@
+"""The `speaker-agent` command: help, errors, and the fleet simulator as a real process."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from speakers.config import AgentConfig
+from speakers.protocol import Play, Target
+
+from .conftest import COUNTY, TOWNSHIP, VILLAGE, Clip, ServerSide, read_timeline
+
+AGENT = [sys.executable, "-m", "speakers.cli"]
+
+
+def test_help_and_usage_errors(tmp_path: Path) -> None:
+    shown = subprocess.run([*AGENT, "--help"], capture_output=True, text=True, check=True)
+    assert "run" in shown.stdout
+    assert "simulate" in shown.stdout
+    sim_help = subprocess.run([*AGENT, "simulate", "--help"], capture_output=True, text=True, check=True)
+    assert "--fleet" in sim_help.stdout
+    assert "--sink-root" in sim_help.stdout
+    missing = subprocess.run([*AGENT, "run", "--config", str(tmp_path / "none.json")], capture_output=True, text=True)
+    assert missing.returncode != 0
+    bad = tmp_path / "bad.json"
+    bad.write_text("[1, 2]")
+    refused = subprocess.run([*AGENT, "run", "--config", str(bad)], capture_output=True, text=True)
+    assert refused.returncode == 2
+    assert "JSON" in refused.stderr
+
+
+def _fleet(server: ServerSide, tmp_path: Path, prefix: str) -> list[AgentConfig]:
+    configs = []
+    for name, grid in (("east", f"{VILLAGE}01"), ("west", f"{VILLAGE}02"), ("other", "42122420010101")):
+        regions = (
+            [grid, VILLAGE, TOWNSHIP, COUNTY] if name != "other" else [grid, "421224200101", "421224200000", COUNTY]
+        )
+        configs.append(AgentConfig(
+            speaker_id=f"{name}-{prefix}", broker_url=server.url, username=None, password=None, topic_prefix=prefix,
+            regions=regions, server_keys=[server.key.public_b64()], state_dir=tmp_path / name / "state",
+            cache_dir=tmp_path / name / "cache", clean_session=True,
+        ))  # fmt: skip
+    return configs
+
+
+def test_simulate_a_fleet_file_with_sinks(
+    server: ServerSide, topic_prefix: str, tmp_path: Path, clips: dict[str, Clip], media: Any
+) -> None:
+    configs = _fleet(server, tmp_path, topic_prefix)
+    fleet = tmp_path / "fleet.json"
+    fleet.write_text(json.dumps([c.to_dict() for c in configs]))
+    sinks = tmp_path / "sinks"
+    process = subprocess.Popen(
+        [*AGENT, "simulate", "--fleet", str(fleet), "--sink-root", str(sinks), "--status-every", "0.5"],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )  # fmt: skip
+    try:
+        for config in configs:
+            server.online(config.speaker_id, timeout=20)
+        clip = clips["tiny"]
+        server.send(
+            Play(broadcast_id="township-notice", priority="normal", media_url=media.url(clip.name),
+                 sha256=clip.sha256, duration_ms=clip.duration_ms, start_at=time.time() + 0.5),
+            [Target.region(TOWNSHIP)],
+        )  # fmt: skip
+        for config in configs[:2]:
+            server.receipt(config.speaker_id, "finished", broadcast_id="township-notice")
+        time.sleep(0.5)
+        played = {c.speaker_id: [e["event"] for e in read_timeline(sinks / c.speaker_id)] for c in configs}
+        assert played[configs[0].speaker_id][-2:] == ["started", "finished"]
+        assert played[configs[1].speaker_id][-2:] == ["started", "finished"]
+        assert "started" not in played[configs[2].speaker_id], "another township hears nothing"
+        assert list((sinks / configs[0].speaker_id).glob("*.wav"))
+    finally:
+        process.send_signal(signal.SIGTERM)
+        out, _ = process.communicate(timeout=20)
+    assert process.returncode == 0
+    status = [json.loads(line)["status"] for line in out.splitlines() if line.startswith("{")]
+    assert status
+    assert max(s["connected"] for s in status) == 3
+    assert all((tmp_path / c.speaker_id.split("-")[0] / "state" / "state.json").exists() for c in configs)
+
+
+def test_simulate_count_generates_a_fleet(
+    server: ServerSide, topic_prefix: str, clips: dict[str, Clip], media: Any
+) -> None:
+    count = 40
+    process = subprocess.Popen(
+        [*AGENT, "simulate", "--count", str(count), "--broker-url", server.url, "--server-key", server.key.public_b64(),
+         "--prefix", topic_prefix, "--region", COUNTY, "--region", TOWNSHIP, "--grids", "4",
+         "--id-prefix", f"sim{topic_prefix}", "--ephemeral", "--status-every", "0"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        server.states.wait(
+            lambda s: s.online and s.speaker_id.startswith(f"sim{topic_prefix}"), count=count, timeout=30
+        )
+        clip = clips["short"]
+        command = Play(broadcast_id="all", priority="urgent", media_url=media.url(clip.name), sha256=clip.sha256,
+                       duration_ms=clip.duration_ms, start_at=time.time() + 3.0)  # fmt: skip
+        server.send(command, [Target.region(TOWNSHIP)])
+        started = server.receipts.wait(lambda r: r.event == "started", count=count, timeout=20)
+        at = sorted(r.at for r in started)
+        assert at[-1] - at[0] < 0.1, "started together"
+        assert {r.speaker_id for r in started} == {f"sim{topic_prefix}-{i:05d}" for i in range(count)}
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(20)
+    assert process.returncode == 0

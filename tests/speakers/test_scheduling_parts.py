@@ -1,0 +1,69 @@
+"""The fleet's shared timer heap and fair work queue, and the two Ed25519 verifiers agreeing."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from speakers.agent.timers import Timers
+from speakers.agent.workqueue import WorkQueue
+from speakers.signing import COMMAND_CONTEXT, KeyPair
+from speakers.sodium import sodium_verify
+
+
+def test_timers_fire_in_order_on_time_and_can_be_cancelled() -> None:
+    fired: list[tuple[str, float]] = []
+
+    async def scenario() -> None:
+        timers = Timers()
+        start = time.time()
+        for name, delay in (("c", 0.15), ("a", 0.05), ("b", 0.10), ("never", 0.12)):
+            handle = timers.call_later(delay, lambda n=name: fired.append((n, time.time() - start)))
+            if name == "never":
+                handle.cancel()
+        timers.call_at(start - 1, lambda: fired.append(("past", time.time() - start)))
+        await asyncio.sleep(0.25)
+        timers.close()
+
+    asyncio.run(scenario())
+    assert [n for n, _ in fired] == ["past", "a", "b", "c"]
+    for (_name, at), planned in zip(fired[1:], (0.05, 0.10, 0.15), strict=True):
+        assert planned - 0.002 <= at < planned + 0.03
+
+
+def test_work_queue_interleaves_with_timers() -> None:
+    order: list[str] = []
+
+    async def scenario() -> None:
+        queue = WorkQueue(chunk=10)
+        loop = asyncio.get_running_loop()
+        for i in range(100):
+            queue.submit(order.append, f"job{i}")
+        loop.call_soon(order.append, "other")
+        queue.submit(lambda: 1 / 0)  # a failing job is logged, the queue goes on
+        queue.submit(order.append, "last")
+        while len(queue):
+            await asyncio.sleep(0)
+        await asyncio.sleep(0)
+
+    asyncio.run(scenario())
+    assert order.index("other") < order.index("job50"), "other callbacks run between batches"
+    assert order[-1] == "last"
+    assert len([o for o in order if o.startswith("job")]) == 100
+
+
+@pytest.mark.skipif(sodium_verify is None, reason="no libsodium on this machine")
+def test_libsodium_and_openssl_agree() -> None:
+    key = KeyPair.generate()
+    public = key.public_key()
+    body = b'{"x":1}'
+    good = key.sign(COMMAND_CONTEXT, body)
+    forged = KeyPair.generate().sign(COMMAND_CONTEXT, body)
+    flipped = bytes([good[0] ^ 1]) + good[1:]
+    for signature, message in ((good, body), (good, body + b" "), (forged, body), (flipped, body), (good[:63], body)):
+        assert public.verify(COMMAND_CONTEXT, message, signature) == public.verify_openssl(
+            COMMAND_CONTEXT, message, signature
+        )
+    assert public.verify(COMMAND_CONTEXT, body, good)
