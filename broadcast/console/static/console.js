@@ -1,0 +1,78 @@
+/* Self-refreshing pages; plain ES5 so old office browsers run it. */
+(function () {
+  function fmtTime(at) {
+    if (!at) { return ""; }
+    var d = new Date(at * 1000);
+    function p(n) { return (n < 10 ? "0" : "") + n; }
+    return p(d.getHours()) + ":" + p(d.getMinutes()) + ":" + p(d.getSeconds());
+  }
+  function labels(id) {
+    var el = document.getElementById(id);
+    return el ? JSON.parse(el.textContent) : {};
+  }
+  function get(url, done) {
+    var xhr = new XMLHttpRequest();
+    xhr.open("GET", url);
+    xhr.setRequestHeader("Accept", "application/json");
+    xhr.onload = function () { if (xhr.status === 200) { done(JSON.parse(xhr.responseText)); } };
+    xhr.send();
+  }
+  function fillTimes() {
+    var cells = document.querySelectorAll("td[data-at]");
+    for (var i = 0; i < cells.length; i++) {
+      var at = cells[i].getAttribute("data-at");
+      if (at && !isNaN(parseFloat(at))) { cells[i].textContent = fmtTime(parseFloat(at)); }
+    }
+  }
+  var box = document.getElementById("broadcast");
+  if (box) {
+    var stateLabels = labels("state-labels"), statusLabels = labels("status-labels");
+    var refresh = function () {
+      get(box.getAttribute("data-refresh"), function (b) {
+        var status = document.getElementById("status");
+        status.textContent = statusLabels[b.status] || b.status;
+        status.setAttribute("data-status", b.status);
+        var counts = b.counts, parts = [];
+        for (var k in counts) { if (counts.hasOwnProperty(k)) { parts.push((stateLabels[k] || k) + " " + counts[k]); } }
+        document.getElementById("summary").textContent = parts.join(" · ");
+        for (var i = 0; i < b.deliveries.length; i++) {
+          var d = b.deliveries[i];
+          var row = document.querySelector('tr[data-speaker="' + d.speaker_id + '"]');
+          if (!row) { continue; }
+          row.className = "state-" + d.state;
+          var cell = row.querySelector(".state");
+          cell.textContent = stateLabels[d.state] || d.state;
+          cell.setAttribute("data-state", d.state);
+          row.querySelector(".started").textContent = fmtTime(d.started_at);
+          row.querySelector(".finished").textContent = fmtTime(d.finished_at);
+          row.querySelector(".reason").textContent = d.reason || "";
+        }
+        if (b.status !== "done") { setTimeout(refresh, 1500); }
+      });
+    };
+    refresh();
+  }
+  var table = document.getElementById("speakers");
+  if (table) {
+    var again = function () {
+      get(table.getAttribute("data-refresh"), function (data) {
+        var on = 0;
+        for (var i = 0; i < data.items.length; i++) {
+          var s = data.items[i];
+          if (s.online) { on++; }
+          var row = table.querySelector('tr[data-speaker="' + s.id + '"]');
+          if (!row) { continue; }
+          var cell = row.querySelector(".online");
+          cell.className = "online " + (s.online ? "on" : "off");
+          cell.textContent = s.online ? "在线" : "离线";
+          row.querySelector(".playing").textContent = s.playing ? "#" + s.playing : "";
+        }
+        document.getElementById("online-count").textContent = on;
+        document.getElementById("offline-count").textContent = data.items.length - on;
+        setTimeout(again, 5000);
+      });
+    };
+    setTimeout(again, 5000);
+  }
+  fillTimes();
+}());

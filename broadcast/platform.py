@@ -1,0 +1,186 @@
+"""Everything a request, a job or a CLI command needs, built from settings without touching the network."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from broadcast.db import Database
+from broadcast.settings import load_settings
+from media import MediaConfig, MediaStore
+
+logger = logging.getLogger(__name__)
+BROKER_RETRY_S = 5.0
+
+
+def write_private(path: Path, data: bytes) -> None:
+    """Write a secret file atomically with mode 0600."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def media_config(settings: dict[str, Any]) -> MediaConfig:
+    """The media package's settings, from ours."""
+    engines = tuple(e.strip() for e in str(settings["TTS_ENGINES"]).split(",") if e.strip())
+    return MediaConfig(
+        target_lufs=settings["TARGET_LUFS"],
+        true_peak_dbtp=settings["TRUE_PEAK_DBTP"],
+        bitrate_kbps=settings["BITRATE_KBPS"],
+        max_upload_bytes=settings["MAX_UPLOAD_MB"] * 1024 * 1024,
+        max_duration_s=float(settings["MAX_DURATION_S"]),
+        max_text_chars=settings["MAX_TEXT_CHARS"],
+        tts_engines=engines,
+        edge_voice=settings["EDGE_VOICE"],
+        piper_model=settings["PIPER_MODEL"] or None,
+    )
+
+
+@dataclass
+class Platform:
+    """Settings, database, media store and keys of one deployment; the broker connection opens lazily."""
+
+    settings: dict[str, Any]
+    db: Database
+    media_store: MediaStore
+    media: MediaConfig
+    instance: Path
+    _messenger: Any = field(default=None, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _broker_down_until: float = field(default=0.0, repr=False)
+
+    @classmethod
+    def from_settings(cls, instance: Path, overrides: dict[str, Any] | None = None) -> Platform:
+        """Build the platform for an instance folder (creating the folder, not the database)."""
+        settings = load_settings(instance, overrides)
+        instance.mkdir(parents=True, exist_ok=True)
+        media_dir = Path(settings["MEDIA_DIR"])
+        media_dir.mkdir(parents=True, exist_ok=True)
+        if not settings["SECRET_KEY"]:
+            settings["SECRET_KEY"] = cls._secret_key(instance)
+        return cls(
+            settings=settings,
+            db=Database(settings["DATABASE_URL"]),
+            media_store=MediaStore(media_dir),
+            media=media_config(settings),
+            instance=instance,
+        )
+
+    @staticmethod
+    def _secret_key(instance: Path) -> str:
+        path = instance / "secret_key"
+        if not path.exists():
+            write_private(path, secrets.token_hex(32).encode())
+        return path.read_text().strip()
+
+    @property
+    def timezone(self) -> ZoneInfo:
+        """The deployment's local time zone."""
+        return ZoneInfo(self.settings["TIMEZONE"])
+
+    @property
+    def signing_key_path(self) -> Path:
+        """The server's Ed25519 private key (made by `broadcast init`)."""
+        return self.instance / "keys" / "server_ed25519.pem"
+
+    @property
+    def runtime_file(self) -> Path:
+        """Where `broadcast run` records the URLs it actually serves, for other commands on this machine."""
+        return self.instance / "runtime.json"
+
+    def _runtime(self) -> dict[str, Any]:
+        try:
+            return json.loads(self.runtime_file.read_text())
+        except (OSError, ValueError):
+            return {}
+
+    @property
+    def public_url(self) -> str:
+        """Base URL speakers fetch media from: the setting, else what `broadcast run` serves."""
+        return self.settings["PUBLIC_URL"] or self._runtime().get("public_url") or "http://127.0.0.1:8080"
+
+    @property
+    def mqtt_url(self) -> str:
+        """The broker every process talks to: the external one, or the embedded one on this machine."""
+        if self.settings["MQTT_URL"]:
+            return self.settings["MQTT_URL"]
+        running = self._runtime().get("mqtt_url")
+        if running:
+            return running
+        host = self.settings["MQTT_HOST"]
+        if host in ("0.0.0.0", "::", ""):  # noqa: S104 - a bind address, turned into a connect address
+            host = "127.0.0.1"
+        return f"mqtt://{host}:{self.settings['MQTT_PORT']}"
+
+    @property
+    def broker_dir(self) -> Path:
+        """Where the embedded broker's passwd and acl files live (Mosquitto format)."""
+        return self.instance / "broker"
+
+    @property
+    def embedded_broker(self) -> bool:
+        """True when this deployment runs its own broker (no external MQTT_URL)."""
+        return not self.settings["MQTT_URL"]
+
+    def broker_account(self) -> tuple[str | None, str | None]:
+        """The server's broker account: from settings, or the one made for the embedded broker."""
+        if self.settings["MQTT_USERNAME"]:
+            return self.settings["MQTT_USERNAME"], self.settings["MQTT_PASSWORD"] or None
+        if not self.embedded_broker:
+            return None, None
+        path = self.broker_dir / "server_password"
+        if not path.exists():
+            write_private(path, secrets.token_urlsafe(24).encode())
+        return "vb-server", path.read_text().strip()
+
+    @property
+    def speaker_broker_url(self) -> str:
+        """The broker URL speakers are given (the embedded broker's public address when it runs here)."""
+        if self.settings["MQTT_URL"]:
+            return self.settings["MQTT_URL"]
+        host = self.settings["MQTT_HOST"]
+        if host in ("0.0.0.0", "::", ""):  # noqa: S104 - a bind address: use the host the web is reached at
+            from urllib.parse import urlparse
+
+            host = urlparse(self.public_url).hostname or "127.0.0.1"
+        return f"mqtt://{host}:{self._runtime().get('mqtt_port') or self.settings['MQTT_PORT']}"
+
+    def messenger(self) -> Any:
+        """This process's broker connection and command publisher, opened on first use (after any fork).
+
+        After a failed connection the next attempts fail at once for a few seconds, so requests made while
+        the broker is down do not each wait for a timeout (their commands wait for the worker instead).
+        """
+        with self._lock:
+            if self._messenger is None:
+                from broadcast.messaging import Messenger
+
+                if time.monotonic() < self._broker_down_until:
+                    raise ConnectionError("broker unavailable (retrying shortly)")
+                try:
+                    self._messenger = Messenger.connect(self)
+                except Exception:
+                    self._broker_down_until = time.monotonic() + BROKER_RETRY_S
+                    raise
+            return self._messenger
+
+    def close(self) -> None:
+        """Close the broker connection and the database pool."""
+        with self._lock:
+            if self._messenger is not None:
+                self._messenger.close()
+                self._messenger = None
+        self.db.dispose()

@@ -1,0 +1,178 @@
+"""Process wiring: `broadcast run` (everything on one machine) and `broadcast worker` (production)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from broadcast import create_app
+from broadcast.platform import Platform, write_private
+from broadcast.setup import initialize
+
+logger = logging.getLogger(__name__)
+
+
+def _wait_for_signal() -> None:
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    stop.wait()
+
+
+def run_worker(platform: Platform) -> None:
+    """Run the worker until SIGINT/SIGTERM."""
+    from broadcast.worker import Worker
+
+    if not platform.db.is_initialized():
+        raise SystemExit("database not initialized: run `broadcast init` first")
+    worker = Worker(platform)
+    worker.start()
+    try:
+        _wait_for_signal()
+    finally:
+        worker.stop()
+
+
+def _simulator_command(fleet: Path, sinks: Path) -> list[str]:
+    exe = shutil.which("speaker-agent", path=str(Path(sys.executable).parent)) or shutil.which("speaker-agent")
+    base = [exe] if exe else [sys.executable, "-m", "speakers.cli"]
+    return [*base, "simulate", "--fleet", str(fleet), "--sink-root", str(sinks)]
+
+
+def run_all(
+    platform: Platform, *, host: str, port: int, demo: bool, threads: int = 16, echo: Callable[[str], Any] = print
+) -> None:
+    """Start the embedded broker, the worker, (the demo fleet) and the web server; stop on a signal."""
+    from waitress.server import create_server
+
+    from broadcast.worker import Worker
+
+    if not platform.db.is_initialized():
+        password = initialize(platform)
+        if password:
+            echo("=" * 64)
+            echo("已创建管理员 admin，初始密码（只显示这一次，请妥善保存）：")
+            echo("Admin user 'admin' created; password (shown once):")
+            echo(f"    {password}")
+            echo("=" * 64)
+    else:
+        platform.db.upgrade()
+    if demo:
+        _seed_demo(platform, echo)
+    broker = _start_embedded_broker(platform) if platform.embedded_broker else None
+    web_host = "127.0.0.1" if host in ("0.0.0.0", "::") else host  # noqa: S104 - a bind address
+    app = create_app(platform=platform)
+    server = create_server(app, host=host, port=port, threads=threads, ident="village-broadcast")
+    actual_port = server.effective_port  # type: ignore[union-attr]
+    public_url = platform.settings["PUBLIC_URL"] or f"http://{web_host}:{actual_port}"
+    runtime = {
+        "public_url": public_url,
+        "mqtt_url": broker.url if broker else platform.mqtt_url,
+        "mqtt_port": broker.port if broker else None,
+        "pid": os.getpid(),
+    }
+    write_private(platform.runtime_file, json.dumps(runtime).encode())
+    worker = Worker(platform)
+    worker.start()
+    simulator = _start_simulator(platform, echo) if demo else None
+    acl_watch = _AclWatcher(platform, broker) if broker else None
+    echo(f"智慧广播平台已启动 / village-broadcast is running: http://{web_host}:{actual_port}/")
+    echo(f"MQTT broker: {runtime['mqtt_url']}   instance: {platform.instance}")
+    web = threading.Thread(target=server.run, name="web", daemon=True)
+    web.start()
+    try:
+        _wait_for_signal()
+    finally:
+        echo("正在停止 / stopping ...")
+        server.close()  # type: ignore[union-attr]
+        if acl_watch is not None:
+            acl_watch.stop()
+        if simulator is not None:
+            simulator.terminate()
+            try:
+                simulator.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                simulator.kill()
+        worker.stop()
+        if broker is not None:
+            broker.stop()
+        platform.runtime_file.unlink(missing_ok=True)
+
+
+def _start_embedded_broker(platform: Platform) -> Any:
+    """The in-process broker, with a password for every account and each speaker held to its own topics."""
+    from broadcast.services.provisioning import write_broker_files
+    from speakers.broker import EmbeddedBroker
+    from speakers.mosquitto import parse_mosquitto_acl
+
+    with platform.db.transaction() as session:
+        folder = write_broker_files(session, platform)
+    broker = EmbeddedBroker(
+        platform.settings["MQTT_HOST"],
+        platform.settings["MQTT_PORT"],
+        password_file=folder / "passwd",
+        acl=parse_mosquitto_acl((folder / "acl").read_text()),
+    )
+    broker.start()
+    return broker
+
+
+class _AclWatcher:
+    """Re-reads the ACL file when `broadcast speakers provision` rewrites it (the password file reloads itself)."""
+
+    def __init__(self, platform: Platform, broker: Any, interval_s: float = 3.0) -> None:
+        self.path = platform.broker_dir / "acl"
+        self.broker = broker
+        self._seen = self.path.stat().st_mtime_ns if self.path.exists() else 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(interval_s,), name="acl-watch", daemon=True)
+        self._thread.start()
+
+    def _run(self, interval_s: float) -> None:
+        from speakers.mosquitto import parse_mosquitto_acl
+
+        while not self._stop.wait(interval_s):
+            try:
+                mtime = self.path.stat().st_mtime_ns
+                if mtime != self._seen:
+                    self.broker.set_acl(parse_mosquitto_acl(self.path.read_text()))
+                    self._seen = mtime
+                    logger.info("broker ACL reloaded")
+            except OSError:
+                logger.warning("cannot read %s", self.path)
+
+    def stop(self) -> None:
+        """Stop watching."""
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+
+def _seed_demo(platform: Platform, echo: Callable[[str], Any]) -> None:
+    from broadcast import demo
+
+    with platform.db.transaction() as session:
+        made = demo.seed(session)
+    if made:
+        echo(f"演示县：通山县（2 个乡镇、6 个村、12 个网格、{made} 台终端）已创建 / demo county seeded")
+    demo.write_fleet(platform, platform.instance / "demo-fleet.json")
+
+
+def _start_simulator(platform: Platform, echo: Callable[[str], Any]) -> subprocess.Popen[bytes]:
+    fleet = platform.instance / "demo-fleet.json"
+    sinks = platform.instance / "sinks"
+    sinks.mkdir(exist_ok=True)
+    count = len(json.loads(fleet.read_text()))
+    log = (platform.instance / "demo-fleet.log").open("ab")
+    process = subprocess.Popen(_simulator_command(fleet, sinks), stdout=log, stderr=subprocess.STDOUT)
+    echo(f"模拟终端 {count} 台已启动，播放的音频写入 {sinks}/<终端编号>/")
+    echo(f"{count} simulated speakers started; each writes what it plays to {sinks}/<speaker_id>/")
+    return process

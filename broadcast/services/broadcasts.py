@@ -1,0 +1,238 @@
+"""Broadcasts: validate a request, resolve its speakers, record deliveries and audit, then send the command."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from broadcast.errors import BroadcastError, forbidden, not_found
+from broadcast.models import PRIORITIES, TERMINAL_STATES, Broadcast, Clip, Delivery, Region, Speaker, User
+from broadcast.services import audit, clips, regions
+from broadcast.services.quiet_hours import QuietHours
+
+logger = logging.getLogger(__name__)
+MAX_AHEAD_S = 366 * 86400
+PAST_GRACE_S = 60
+
+
+@dataclass(frozen=True)
+class Rules:
+    """Deployment rules a broadcast is checked against (from settings)."""
+
+    quiet_hours: QuietHours
+    timezone: ZoneInfo
+    start_lead_s: float
+    ttl_s: float
+    default_volume: int
+    max_repeat: int
+
+
+def parse_start(value: object, timezone: ZoneInfo, now: float) -> float | None:
+    """A start time from ISO 8601 (local time when no offset) or unix seconds; None means now."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool):
+        value = "bad"
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value.strip())
+        except ValueError:
+            parsed = None
+        if parsed is not None:
+            if parsed.tzinfo is None:
+                parsed = parsed.replace(tzinfo=timezone)
+            return parsed.timestamp()
+    raise BroadcastError(
+        "invalid_start",
+        f"播发时间格式无效：{value!s:.40}（例如 2026-11-23T14:30）",
+        f"Invalid start time: {value!s:.40} (e.g. 2026-11-23T14:30)",
+    )
+
+
+def _int_in(value: object, name_zh: str, name_en: str, low: int, high: int, default: int) -> int:
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        value = "bad"
+    try:
+        number = int(str(value))
+    except ValueError:
+        number = low - 1
+    if not low <= number <= high:
+        raise BroadcastError(
+            f"invalid_{name_en}",
+            f"{name_zh}必须是 {low}-{high} 之间的整数。",
+            f"{name_en} must be a whole number from {low} to {high}.",
+        )
+    return number
+
+
+def create(
+    session: Session,
+    user: User,
+    rules: Rules,
+    *,
+    clip_id: object,
+    targets: object,
+    priority: object = None,
+    volume: object = None,
+    repeat: object = None,
+    start_at: object = None,
+    source: str = "api",
+    address: str | None = None,
+    now: float | None = None,
+) -> Broadcast:
+    """Check and record a broadcast with one queued delivery per speaker; the caller commits, then sends."""
+    if user.role == "viewer":
+        raise forbidden("只读用户不能播发。", "A viewer cannot broadcast.")
+    now = time.time() if now is None else now
+    priority = "normal" if priority is None else priority
+    if priority not in PRIORITIES:
+        raise BroadcastError(
+            "invalid_priority",
+            f"优先级无效：{priority!s:.20}（可选：emergency、urgent、normal、background）",
+            f"Invalid priority: {priority!s:.20} (emergency, urgent, normal or background)",
+        )
+    if priority == "emergency" and user.role == "village_head":
+        raise forbidden("村级用户不能发布应急广播。", "A village head cannot send emergency broadcasts.")
+    volume_n = _int_in(volume, "音量", "volume", 0, 100, rules.default_volume)
+    repeat_n = _int_in(repeat, "重复次数", "repeat", 1, rules.max_repeat, 1)
+    clip = clips.get(session, clip_id, user)
+    requested = parse_start(start_at, rules.timezone, now)
+    if requested is not None and requested < now - PAST_GRACE_S:
+        raise BroadcastError("start_in_past", "播发时间已经过去。", "The start time is in the past.")
+    if requested is not None and requested > now + MAX_AHEAD_S:
+        raise BroadcastError("start_too_far", "播发时间不能超过一年以后。", "The start time is more than a year ahead.")
+    start = max(requested or 0.0, now + rules.start_lead_s)
+    if priority != "emergency" and rules.quiet_hours.contains(start, rules.timezone):
+        raise BroadcastError(
+            "quiet_hours",
+            f"{rules.quiet_hours} 为静默时段，只允许应急广播。",
+            f"{rules.quiet_hours} are quiet hours: only emergencies may play.",
+        )
+    resolution = regions.resolve_targets(session, targets if isinstance(targets, list) else [], user)
+    play_s = clip.duration_ms / 1000 * repeat_n
+    item = Broadcast(
+        clip_id=clip.id,
+        priority=str(priority),
+        volume=volume_n,
+        repeat=repeat_n,
+        targets=resolution.targets,
+        wire_targets=resolution.wire_targets,
+        start_at=start,
+        expires_at=start + rules.ttl_s + play_s,
+        status="sending",
+        source=source,
+        created_by=user.id,
+    )
+    session.add(item)
+    session.flush()
+    session.add_all(Delivery(broadcast_id=item.id, speaker_id=s.id, state="queued") for s in resolution.speakers)
+    audit.record(
+        session,
+        user.username,
+        "broadcast.create",
+        object_type="broadcast",
+        object_id=item.id,
+        regions=resolution.targets,
+        address=address,
+        clip_id=clip.id,
+        sha256=clip.sha256,
+        priority=item.priority,
+        speakers=len(resolution.speakers),
+        start_at=start,
+        source=source,
+    )
+    session.flush()
+    return item
+
+
+def get(session: Session, broadcast_id: object, user: User) -> Broadcast:
+    """A broadcast the user may see, or a not-found error (never a hint that it exists elsewhere)."""
+    try:
+        ident = int(str(broadcast_id))
+    except ValueError:
+        raise not_found("播发任务", "Broadcast", broadcast_id) from None
+    item = session.get(Broadcast, ident)
+    if item is None or not visible(session, item, user):
+        raise not_found("播发任务", "Broadcast", broadcast_id)
+    return item
+
+
+def visible(session: Session, item: Broadcast, user: User) -> bool:
+    """True when every target of the broadcast lies inside the user's region."""
+    scope = regions.user_scope(user)
+    if scope is None or item.created_by == user.id:
+        return True
+    tree = regions.load_tree(session)
+    for target in item.targets:
+        code = target if target in tree else getattr(session.get(Speaker, target), "grid_code", None)
+        if code is None or not regions.within(tree, code, scope):
+            return False
+    return True
+
+
+def counts(session: Session, broadcast_id: int) -> dict[str, int]:
+    """Number of deliveries in each state."""
+    rows = session.execute(
+        select(Delivery.state, func.count()).where(Delivery.broadcast_id == broadcast_id).group_by(Delivery.state)
+    )
+    return dict(rows.tuples().all())
+
+
+def refresh_status(session: Session, item: Broadcast, now: float | None = None) -> str:
+    """Roll the broadcast's status up from its deliveries: scheduled, sending, playing, done."""
+    now = time.time() if now is None else now
+    tally = counts(session, item.id)
+    total = sum(tally.values())
+    done = sum(n for state, n in tally.items() if state in TERMINAL_STATES)
+    if total and done == total:
+        status = "done"
+    elif tally.get("playing") or item.start_at <= now:
+        status = "playing"
+    elif item.start_at > now + 5:
+        status = "scheduled"
+    else:
+        status = "sending"
+    item.status = status
+    return status
+
+
+def describe(session: Session, item: Broadcast) -> dict[str, Any]:
+    """The API view of a broadcast with every delivery."""
+    clip = session.get(Clip, item.clip_id)
+    tree_names = {r.code: r.name for r in session.scalars(select(Region).where(Region.code.in_(item.targets)))}
+    return {
+        "id": item.id,
+        "status": item.status,
+        "clip_id": item.clip_id,
+        "clip": {"duration_ms": clip.duration_ms, "sha256": clip.sha256, "title": clip.title} if clip else None,
+        "priority": item.priority,
+        "volume": item.volume,
+        "repeat": item.repeat,
+        "targets": [{"id": t, "name": tree_names.get(t, t)} for t in item.targets],
+        "start_at": item.start_at,
+        "expires_at": item.expires_at,
+        "created_at": item.created_at.isoformat(),
+        "counts": counts(session, item.id),
+        "deliveries": [
+            {
+                "speaker_id": d.speaker_id,
+                "state": d.state,
+                "acknowledged_at": d.acknowledged_at,
+                "started_at": d.started_at,
+                "finished_at": d.finished_at,
+                "reason": d.reason,
+            }
+            for d in item.deliveries
+        ],
+    }

@@ -1,0 +1,153 @@
+"""Receipts and speaker state in, delivery states and fleet health out."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from broadcast.models import STATE_ORDER, TERMINAL_STATES, Broadcast, Command, Delivery, Speaker, utcnow
+from broadcast.services import audit
+
+logger = logging.getLogger(__name__)
+
+# Receipt event -> delivery state it moves to.
+EVENT_STATE = {
+    "acknowledged": "acknowledged",
+    "started": "playing",
+    "finished": "finished",
+    "preempted": "preempted",
+    "failed": "failed",
+    "missed": "missed",
+    "rejected": "rejected",
+    "refused": "failed",  # a rule on the device said no (quiet hours); the reason says which
+    "stopped": "failed",  # cancelled by a stop command
+}
+
+
+@dataclass(frozen=True)
+class ReceiptIn:
+    """A receipt as the server needs it (decoupled from the wire dataclass)."""
+
+    speaker_id: str
+    command_id: str | None
+    broadcast_id: str | None
+    event: str
+    at: float
+    reason: str | None = None
+
+
+def _advances(current: str, new: str) -> bool:
+    """Deliveries only move forward; a terminal state never changes again."""
+    if current in TERMINAL_STATES:
+        return False
+    if new in TERMINAL_STATES:
+        return True
+    return STATE_ORDER.get(new, -1) > STATE_ORDER.get(current, -1)
+
+
+def apply_receipt(session: Session, receipt: ReceiptIn) -> bool:
+    """Apply one receipt; returns True when a delivery changed. Security rejections are audited."""
+    if receipt.event == "rejected":
+        session.execute(
+            update(Speaker).where(Speaker.id == receipt.speaker_id).values(rejected_count=Speaker.rejected_count + 1)
+        )
+        audit.record(
+            session,
+            f"speaker:{receipt.speaker_id}",
+            "speaker.rejected_command",
+            object_type="command",
+            object_id=receipt.command_id,
+            reason=receipt.reason,
+            broadcast_id=receipt.broadcast_id,
+        )
+    if receipt.event == "acknowledged" and not receipt.broadcast_id and receipt.command_id:
+        kind = session.scalar(select(Command.kind).where(Command.command_id == receipt.command_id))
+        if kind == "schedule":
+            session.execute(
+                update(Speaker)
+                .where(Speaker.id == receipt.speaker_id)
+                .values(schedule_synced_at=datetime.fromtimestamp(receipt.at, UTC))
+            )
+        return False
+    if receipt.event == "refused" and receipt.reason == "already_played":
+        return False  # a second copy of a broadcast this speaker already played: nothing to record
+    state = EVENT_STATE.get(receipt.event)
+    if state is None or not receipt.broadcast_id or not str(receipt.broadcast_id).isdigit():
+        return False
+    delivery = session.scalar(
+        select(Delivery).where(
+            Delivery.broadcast_id == int(receipt.broadcast_id), Delivery.speaker_id == receipt.speaker_id
+        )
+    )
+    if delivery is None:
+        logger.info("receipt for unknown delivery %s/%s", receipt.broadcast_id, receipt.speaker_id)
+        return False
+    if state == "rejected" and delivery.state not in ("queued", "sent"):
+        return False  # a duplicate of a command already accepted: the first answer stands
+    if not _advances(delivery.state, state):
+        return False
+    delivery.state = state
+    if receipt.reason or receipt.event in ("refused", "stopped"):
+        reason = receipt.reason or receipt.event
+        delivery.reason = (f"{receipt.event}:{reason}" if receipt.event in ("refused", "stopped") else reason)[:200]
+    if state == "acknowledged":
+        delivery.acknowledged_at = receipt.at
+    elif state == "playing":
+        delivery.started_at = receipt.at
+    elif state in TERMINAL_STATES and state != "rejected":
+        delivery.finished_at = receipt.at
+    return True
+
+
+def apply_state(session: Session, speaker_id: str, fields: dict[str, Any]) -> str | None:
+    """Record a speaker's heartbeat/state; returns "online" or "offline" when that flag changed."""
+    speaker = session.get(Speaker, speaker_id)
+    if speaker is None:
+        return None
+    at = fields.get("at")
+    seen = datetime.fromtimestamp(at, UTC) if isinstance(at, int | float) else utcnow()
+    online = bool(fields.get("online", True))
+    changed = None
+    if speaker.online != online:
+        changed = "online" if online else "offline"
+        audit.record(session, f"speaker:{speaker_id}", f"speaker.{changed}")
+    speaker.online = online
+    if online:
+        speaker.last_seen = seen
+    for column, key in (
+        ("agent_version", "agent_version"),
+        ("playing_broadcast_id", "playing"),
+        ("clock_offset_ms", "clock_offset_ms"),
+        ("cache_bytes", "cache_bytes"),
+        ("cache_cap_bytes", "cache_cap_bytes"),
+    ):
+        if key in fields:
+            setattr(speaker, column, fields[key])
+    speaker.state = {k: v for k, v in fields.items() if isinstance(v, str | int | float | bool | type(None))}
+    return changed
+
+
+def mark_stale_offline(session: Session, offline_after_s: int) -> int:
+    """Speakers silent for too long are offline even if the broker never sent their last will."""
+    limit = utcnow() - timedelta(seconds=offline_after_s)
+    result = session.execute(
+        update(Speaker).where(Speaker.online.is_(True), Speaker.last_seen < limit).values(online=False)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+def expire_deliveries(session: Session, now: float) -> int:
+    """Deliveries whose command expired without the speaker playing it are missed."""
+    expired = select(Broadcast.id).where(Broadcast.expires_at < now, Broadcast.status != "done")
+    result = session.execute(
+        update(Delivery)
+        .where(Delivery.broadcast_id.in_(expired), Delivery.state.in_(("queued", "sent", "acknowledged")))
+        .values(state="missed", reason="offline_or_no_receipt")
+        .execution_options(synchronize_session=False)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)

@@ -1,0 +1,39 @@
+"""First-time set-up of an instance: schema, signing key and the first admin (no default passwords)."""
+
+from __future__ import annotations
+
+import logging
+
+from sqlalchemy import func, select
+
+from broadcast.models import User
+from broadcast.platform import Platform
+from broadcast.services import accounts, audit
+from speakers.signing import KeyPair
+
+logger = logging.getLogger(__name__)
+
+
+def ensure_signing_key(platform: Platform) -> KeyPair:
+    """Load the server's Ed25519 key, making it on first use."""
+    path = platform.signing_key_path
+    if path.exists():
+        return KeyPair.load(path)
+    key = KeyPair.generate()
+    key.save(path)
+    logger.info("made signing key %s", key.key_id)
+    return key
+
+
+def initialize(platform: Platform, admin: str = "admin", password: str | None = None) -> str | None:
+    """Create schema, key and first admin; returns the generated password (None if one was given or exists)."""
+    platform.db.upgrade()
+    key = ensure_signing_key(platform)
+    with platform.db.transaction() as session:
+        if session.scalar(select(func.count()).select_from(User)):
+            return None
+        generated = password is None
+        secret = accounts.generate_password() if password is None else password
+        accounts.create_user(session, admin, secret, "admin", None, actor="init")
+        audit.record(session, "init", "instance.init", key_id=key.key_id)
+    return secret if generated else None
