@@ -74,7 +74,7 @@ def visible_regions(session: Session, user: User) -> list[Region]:
 class Resolution:
     """Targets resolved: the speakers reached and the minimal topic set (regions and single speakers)."""
 
-    speakers: list[Speaker]
+    reached: list[str]  # the id of every speaker reached, sorted
     region_codes: list[str] = field(default_factory=list)
     speaker_ids: list[str] = field(default_factory=list)
 
@@ -124,19 +124,16 @@ def resolve_targets(session: Session, targets: list[str], user: User) -> Resolut
     minimal_regions = [c for c in region_codes if not (set(ancestors(tree, c)[1:]) & chosen)]
     lone_ids = [s for s, spk in lone.items() if not (set(ancestors(tree, spk.grid_code)) & chosen)]
     grids = {c for c in tree if tree[c].level == "grid" and set(ancestors(tree, c)) & chosen}
-    speakers: dict[str, Speaker] = {}
+    # Ids only: a county-wide target is 10,000+ rows, and nothing here needs the rest of a speaker.
+    reached: set[str] = set(lone_ids)
     if grids:
-        query = select(Speaker).where(Speaker.grid_code.in_(sorted(grids)), Speaker.enabled.is_(True))
-        speakers = {s.id: s for s in session.scalars(query)}
-    for sid in lone_ids:
-        speakers[sid] = lone[sid]
-    if not speakers:
+        query = select(Speaker.id).where(Speaker.grid_code.in_(sorted(grids)), Speaker.enabled.is_(True))
+        reached.update(session.scalars(query))
+    if not reached:
         raise BroadcastError(
             "no_speakers", "所选区域内没有可用的终端。", "There are no speakers in the chosen targets."
         )
-    return Resolution(
-        speakers=sorted(speakers.values(), key=lambda s: s.id), region_codes=minimal_regions, speaker_ids=lone_ids
-    )
+    return Resolution(reached=sorted(reached), region_codes=minimal_regions, speaker_ids=lone_ids)
 
 
 def speaker_regions(tree: dict[str, Region], speaker: Speaker) -> list[str]:

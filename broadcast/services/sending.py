@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from typing import TYPE_CHECKING
 
 from sqlalchemy.orm import Session
@@ -16,11 +17,25 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
+def hold_lead(item: Broadcast, lead_s: float, now: float | None = None) -> None:
+    """Move a start that is nearer than the lead to now + lead (and its expiry with it).
+
+    The start was chosen when the request arrived; recording a county's deliveries takes time, and a start
+    already past when the command goes out would make every speaker start late, each at its own moment.
+    """
+    now = time.time() if now is None else now
+    late = now + lead_s - item.start_at
+    if late > 0:
+        item.start_at += late
+        item.expires_at += late
+
+
 def send_broadcast(session: Session, platform: Platform, item: Broadcast) -> bool:
     """Commit the broadcast with its command first (nothing is lost if the broker is down), then publish."""
     clip = session.get(Clip, item.clip_id)
     assert clip is not None
     settings = platform.settings
+    hold_lead(item, settings["START_LEAD_MS"] / 1000)
     body = commands.play_body(
         item, clip, secret=settings["SECRET_KEY"], public_url=platform.public_url, url_ttl_s=settings["MEDIA_URL_TTL_S"]
     )

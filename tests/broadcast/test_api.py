@@ -258,3 +258,30 @@ def test_clips_of_other_regions_cannot_be_used(client: Any, tokens: dict[str, st
     assert_error(client.get(f"/api/v1/clips/{township['id']}", headers=auth(tokens["village_head"])), 404)
     response = _broadcast(client, tokens["village_head"], clip_id=township["id"], targets=[HUANGSHA_VILLAGE])
     assert_error(response, 404, "not_found")
+
+
+def test_a_slow_recording_does_not_eat_the_start_lead(
+    client: Any, tokens: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """However long the deliveries take to record, the command leaves with the full lead before its start."""
+    from broadcast.services import regions
+
+    resolve = regions.resolve_targets
+
+    def slow_resolve(*args: Any, **kwargs: Any) -> Any:
+        time.sleep(0.6)  # a county's worth of rows on a slow disk, longer than the 0.3 s lead
+        return resolve(*args, **kwargs)
+
+    monkeypatch.setattr(regions, "resolve_targets", slow_resolve)
+    clip = make_clip(client, tokens["admin"])
+    asked = time.time()
+    reply = _broadcast(client, tokens["admin"], clip_id=clip["id"], targets=[HUANGSHA])
+    assert reply.status_code == 201, reply.get_data(as_text=True)
+    with client.application.extensions["platform"].db.transaction() as session:
+        command = session.scalars(select(Command)).one()
+        item = session.get(Broadcast, reply.get_json()["id"])
+        body = command.body["body"]
+        assert body["start_at"] == item.start_at == reply.get_json()["start_at"]
+        assert body["start_at"] >= command.issued_at + 0.3 - 0.001, "the lead counts from the command, not the request"
+        assert body["start_at"] >= asked + 0.6 + 0.3
+        assert item.expires_at - item.start_at == pytest.approx(900 + clip["duration_ms"] / 1000, abs=1)
