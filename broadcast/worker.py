@@ -162,11 +162,12 @@ class Worker:
 
         def work(session: Session) -> None:
             touched: set[int] = set()
+            found = receipts.preload(session, receipts_in, {str(f.get("speaker_id")) for f in states})
             for fields in states:
                 if receipts.apply_state(session, str(fields.get("speaker_id")), fields) == "online":
                     self._push_state.resync.add(str(fields.get("speaker_id")))
             for receipt in receipts_in:
-                if receipts.apply_receipt(session, receipt) and str(receipt.broadcast_id).isdigit():
+                if receipts.apply_receipt(session, receipt, found) and str(receipt.broadcast_id).isdigit():
                     touched.add(int(str(receipt.broadcast_id)))
             session.flush()
             for broadcast_id in sorted(touched):

@@ -113,6 +113,9 @@ def mosquitto_conf_snippet(folder: Path) -> str:
             "# a county's receipts arrive in bursts (10,000 at a play's start): the default queue of 1000",
             "# messages per client would drop receipts while the server's consumer catches up",
             "max_queued_messages 200000",
+            "# and 20 unacknowledged QoS 1 messages in flight per client (the default) would pace that",
+            "# consumer by its round trips, a few hundred receipts a second",
+            "max_inflight_messages 1000",
             "",
         ]
     )

@@ -67,6 +67,7 @@ class MosquittoProcess:
             "log_type error",
             "log_type warning",
             "max_queued_messages 0",  # 0 = unlimited: a busy receipt consumer must not lose receipts
+            "max_inflight_messages 1000",  # not 20: the receipt consumer must not be paced by its round trips
         ]
         if os.geteuid() == 0:
             lines.append("user root")  # otherwise mosquitto drops to a user that cannot read our 0600 files

@@ -112,7 +112,9 @@ class CommandPublisher:
         topics = [t.topic(self.prefix) for t in chosen]
         for topic in topics:
             self.transport.publish(topic, payload, qos=1)
-        logger.info("published %s %s seq=%d to %d topic(s)", command.TYPE, command_id, seq, len(topics))
+        # A snapshot round is one command per speaker: log those at debug, the caller sums them up.
+        level = logging.DEBUG if command.TYPE == "schedule" else logging.INFO
+        logger.log(level, "published %s %s seq=%d to %d topic(s)", command.TYPE, command_id, seq, len(topics))
         return topics
 
 

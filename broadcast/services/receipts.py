@@ -50,8 +50,26 @@ def _advances(current: str, new: str) -> bool:
     return STATE_ORDER.get(new, -1) > STATE_ORDER.get(current, -1)
 
 
-def apply_receipt(session: Session, receipt: ReceiptIn) -> bool:
-    """Apply one receipt; returns True when a delivery changed. Security rejections are audited."""
+DeliveryKey = tuple[int, str]
+
+
+def preload(session: Session, receipts: list[ReceiptIn], speaker_ids: set[str]) -> dict[DeliveryKey, Delivery]:
+    """Load a batch's speakers and deliveries in a few queries instead of one per message."""
+    if speaker_ids:
+        list(session.scalars(select(Speaker).where(Speaker.id.in_(sorted(speaker_ids)))))  # into the identity map
+    wanted: dict[int, set[str]] = {}
+    for receipt in receipts:
+        if receipt.event in EVENT_STATE and receipt.broadcast_id and str(receipt.broadcast_id).isdigit():
+            wanted.setdefault(int(str(receipt.broadcast_id)), set()).add(receipt.speaker_id)
+    found: dict[DeliveryKey, Delivery] = {}
+    for broadcast_id, ids in sorted(wanted.items()):
+        query = select(Delivery).where(Delivery.broadcast_id == broadcast_id, Delivery.speaker_id.in_(sorted(ids)))
+        found.update(((d.broadcast_id, d.speaker_id), d) for d in session.scalars(query))
+    return found
+
+
+def apply_receipt(session: Session, receipt: ReceiptIn, deliveries: dict[DeliveryKey, Delivery]) -> bool:
+    """Apply one receipt to its delivery (from `preload`); True when it changed. Security rejections are audited."""
     if receipt.event == "rejected":
         session.execute(
             update(Speaker).where(Speaker.id == receipt.speaker_id).values(rejected_count=Speaker.rejected_count + 1)
@@ -79,11 +97,7 @@ def apply_receipt(session: Session, receipt: ReceiptIn) -> bool:
     state = EVENT_STATE.get(receipt.event)
     if state is None or not receipt.broadcast_id or not str(receipt.broadcast_id).isdigit():
         return False
-    delivery = session.scalar(
-        select(Delivery).where(
-            Delivery.broadcast_id == int(receipt.broadcast_id), Delivery.speaker_id == receipt.speaker_id
-        )
-    )
+    delivery = deliveries.get((int(receipt.broadcast_id), receipt.speaker_id))
     if delivery is None:
         logger.info("receipt for unknown delivery %s/%s", receipt.broadcast_id, receipt.speaker_id)
         return False

@@ -80,16 +80,20 @@ def test_receipts_only_move_deliveries_forward(app: Any, tokens: dict[str, str])
     def receipt(who: str, event: str, reason: str | None = None, at: float = 100.0) -> ReceiptIn:
         return ReceiptIn(who, "c1", str(broadcast_id), event, at, reason)
 
+    batch = [
+        receipt(speaker, "started", at=10.0),
+        receipt(speaker, "acknowledged", at=9.0),  # late: must not move it back
+        receipt(speaker, "finished", at=20.0),
+        receipt(speaker, "rejected", "replayed"),  # a duplicate copy: the first answer stands
+        receipt(other, "refused", "quiet_hours"),
+        receipt(third, "refused", "already_played"),
+        ReceiptIn("spk-unknown", "c1", str(broadcast_id), "started", 10.0),  # no such delivery: ignored
+    ]
     with platform.db.transaction() as session:
-        for item in (
-            receipt(speaker, "started", at=10.0),
-            receipt(speaker, "acknowledged", at=9.0),  # late: must not move it back
-            receipt(speaker, "finished", at=20.0),
-            receipt(speaker, "rejected", "replayed"),  # a duplicate copy: the first answer stands
-            receipt(other, "refused", "quiet_hours"),
-            receipt(third, "refused", "already_played"),
-        ):
-            receipts.apply_receipt(session, item)
+        found = receipts.preload(session, batch, set())
+        assert len(found) == 3, "one query per broadcast finds every delivery the batch names"
+        for item in batch:
+            receipts.apply_receipt(session, item, found)
     with platform.db.transaction() as session:
         rows = {d.speaker_id: d for d in session.scalars(select(Delivery).where(Delivery.broadcast_id == broadcast_id))}
         assert rows[speaker].state == "finished"
