@@ -57,6 +57,7 @@ class Worker:
         self._time: TimeResponder | None = None
         self._push_state = schedule_push.PushState()
         self._transport: Any = None
+        self._time_transport: Any = None
 
     def start(self) -> None:
         """Connect to the broker, subscribe to receipts and state, start the sweeps."""
@@ -70,9 +71,10 @@ class Worker:
             on_state=lambda s: self.inbox.put(("state", s)),
         )
         self._consumer.start()
-        self._time = TimeResponder(
-            self._transport, KeyPair.load(self.platform.signing_key_path), prefix=self.platform.settings["TOPIC_PREFIX"]
-        )
+        # Time requests get a connection of their own: on the receipts' connection they would queue behind
+        # a fleet's burst of receipts and states, and a late reply is a useless clock sample.
+        self._time_transport = open_transport(self.platform, f"vb-time-{prefix}")
+        self._time = TimeResponder(self._time_transport, KeyPair.load(self.platform.signing_key_path), prefix=prefix)
         self._time.start()
         self._writer.start()
         jobs = self._scheduler
@@ -131,8 +133,9 @@ class Worker:
         self._stop.set()
         if self._writer.is_alive():
             self._writer.join(timeout=10)
-        if self._transport is not None:
-            self._transport.close()
+        for transport in (self._time_transport, self._transport):
+            if transport is not None:
+                transport.close()
         self.platform.close()
 
     def _write_loop(self) -> None:
