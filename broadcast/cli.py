@@ -136,8 +136,11 @@ def tokens_create(user: str) -> None:
 @click.option("--threads", default=16, show_default=True, type=int, help="Web server threads.")
 def run(host: str, port: int, mqtt_port: int | None, demo: bool, threads: int) -> None:
     """Run everything on one machine: embedded broker, worker, web server (and the demo fleet)."""
+    from broadcast.demo import prepare_settings
     from broadcast.runner import run_all
 
+    if demo and prepare_settings(instance_path()):
+        click.echo("演示实例不设静默时段（可在 instance/settings.toml 中设置）/ demo instance: no quiet hours")
     platform = _platform(MQTT_PORT=mqtt_port)
     try:
         run_all(platform, host=host, port=port, demo=demo, threads=threads, echo=click.echo)

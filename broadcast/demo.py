@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from sqlalchemy import func, select
@@ -11,6 +12,7 @@ from sqlalchemy.orm import Session
 from broadcast.models import Region, Speaker
 from broadcast.platform import Platform, write_private
 from broadcast.services import audit, regions
+from broadcast.settings import ENV_PREFIX
 from speakers.config import AgentConfig
 
 COUNTY = ("421224000000", "通山县")
@@ -20,6 +22,21 @@ TOWNSHIPS = {
 }
 GRIDS = (("01", "第一网格"), ("02", "第二网格"))
 SPEAKERS_PER_GRID = 2
+DEMO_SETTINGS = """\
+# Written by `broadcast run --demo` for a new instance, so the demo can be tried at any hour.
+# A real deployment keeps quiet hours (静默时段), when only emergencies play, e.g.:
+# quiet_hours = "22:00-06:00"
+quiet_hours = ""
+"""
+
+
+def prepare_settings(instance: Path) -> bool:
+    """Give a brand-new demo instance a settings.toml without quiet hours; True when it was written."""
+    if ENV_PREFIX + "QUIET_HOURS" in os.environ or (instance.exists() and any(instance.iterdir())):
+        return False
+    instance.mkdir(parents=True, exist_ok=True)
+    (instance / "settings.toml").write_text(DEMO_SETTINGS, encoding="utf-8")
+    return True
 
 
 def seed(session: Session) -> int:

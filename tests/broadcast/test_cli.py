@@ -113,3 +113,23 @@ def test_say_records_a_broadcast_and_refuses_unknown_regions(runner: CliRunner, 
         assert item.source == "cli"
         assert session.scalar(select(func.count()).select_from(Broadcast)) == 1
     platform.close()
+
+
+def test_a_new_demo_instance_has_no_quiet_hours(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The demo works at any hour; an existing instance or an explicit setting is never overridden."""
+    from broadcast.demo import prepare_settings
+    from broadcast.settings import load_settings
+
+    monkeypatch.delenv("BROADCAST_QUIET_HOURS", raising=False)
+    assert load_settings(tmp_path / "plain")["QUIET_HOURS"] == "22:00-06:00", "the product default keeps them"
+    fresh = tmp_path / "fresh"
+    assert prepare_settings(fresh)
+    assert load_settings(fresh)["QUIET_HOURS"] == ""
+    used = tmp_path / "used"
+    used.mkdir()
+    (used / "broadcast.db").write_bytes(b"")
+    assert not prepare_settings(used)
+    assert not (used / "settings.toml").exists()
+    monkeypatch.setenv("BROADCAST_QUIET_HOURS", "21:00-07:00")
+    assert not prepare_settings(tmp_path / "explicit")
+    assert load_settings(tmp_path / "explicit")["QUIET_HOURS"] == "21:00-07:00"

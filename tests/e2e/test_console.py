@@ -32,7 +32,8 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     tmp = tmp_path_factory.mktemp("demo")
     instance = tmp / "instance"
     port, mqtt_port = free_port(), free_port()
-    env = {"BROADCAST_INSTANCE": str(instance), "BROADCAST_QUIET_HOURS": "", "BROADCAST_TTS_ENGINES": "espeak"}
+    # No quiet-hours setting: a newcomer's demo must work at any hour (it writes its own settings.toml).
+    env = {"BROADCAST_INSTANCE": str(instance), "BROADCAST_TTS_ENGINES": "espeak"}
     server = Proc(
         [exe("broadcast"), "run", "--demo", "--port", str(port), "--mqtt-port", str(mqtt_port)],
         tmp / "run.log",
