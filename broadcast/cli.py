@@ -144,7 +144,9 @@ def run(host: str, port: int, mqtt_port: int | None, demo: bool, threads: int) -
     platform = _platform(MQTT_PORT=mqtt_port)
     try:
         run_all(platform, host=host, port=port, demo=demo, threads=threads, echo=click.echo)
-    except BroadcastError as exc:
+    except Exception as exc:  # a taken port, a bad setting: one clear line, not a traceback
+        if not is_shaped(exc):
+            raise
         _fail(exc)
 
 

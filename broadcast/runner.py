@@ -7,6 +7,7 @@ import logging
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from broadcast import create_app
+from broadcast.errors import BroadcastError
 from broadcast.platform import Platform, write_private
 from broadcast.setup import initialize
 
@@ -48,6 +50,14 @@ def _simulator_command(fleet: Path, sinks: Path) -> list[str]:
     return [*base, "simulate", "--fleet", str(fleet), "--sink-root", str(sinks)]
 
 
+def _probe_port(host: str, port: int) -> None:
+    """Raise OSError when the web address cannot be bound (bound the way waitress binds it)."""
+    family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        probe.bind(address)
+
+
 def run_all(
     platform: Platform, *, host: str, port: int, demo: bool, threads: int = 16, echo: Callable[[str], Any] = print
 ) -> None:
@@ -71,7 +81,18 @@ def run_all(
     broker = _start_embedded_broker(platform) if platform.embedded_broker else None
     web_host = "127.0.0.1" if host in ("0.0.0.0", "::") else host  # noqa: S104 - a bind address
     app = create_app(platform=platform)
-    server = create_server(app, host=host, port=port, threads=threads, ident="village-broadcast")
+    try:
+        _probe_port(host, port)  # waitress leaks a pipe when its own bind fails: find out before
+        server = create_server(app, host=host, port=port, threads=threads, ident="village-broadcast")
+    except OSError as exc:
+        if broker is not None:
+            broker.stop()
+        raise BroadcastError(
+            "port_unavailable",
+            f"网页端口 {host}:{port} 无法使用（{exc.strerror}），请用 --port 换一个端口。",
+            f"The web port {host}:{port} is not available ({exc.strerror}); choose another with --port.",
+            kind="unavailable",
+        ) from exc
     actual_port = server.effective_port  # type: ignore[union-attr]
     public_url = platform.settings["PUBLIC_URL"] or f"http://{web_host}:{actual_port}"
     runtime = {

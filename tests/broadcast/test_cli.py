@@ -133,3 +133,25 @@ def test_a_new_demo_instance_has_no_quiet_hours(tmp_path: Path, monkeypatch: pyt
     monkeypatch.setenv("BROADCAST_QUIET_HOURS", "21:00-07:00")
     assert not prepare_settings(tmp_path / "explicit")
     assert load_settings(tmp_path / "explicit")["QUIET_HOURS"] == "21:00-07:00"
+
+
+def test_run_says_plainly_when_a_port_is_taken(runner: CliRunner, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A taken broker or web port is one clear line in both languages and exit code 2, not a traceback."""
+    import socket
+
+    from tests.conftest import free_port
+
+    monkeypatch.delenv("BROADCAST_MQTT_URL")  # the embedded broker
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy = str(taken.getsockname()[1])
+        broker = runner.invoke(main, ["run", "--port", str(free_port()), "--mqtt-port", busy])
+        assert broker.exit_code == 2, broker.output
+        assert "错误 / error" in broker.output
+        assert busy in broker.output
+        assert "Traceback" not in broker.output
+        web = runner.invoke(main, ["run", "--port", busy, "--mqtt-port", str(free_port())])
+        assert web.exit_code == 2, web.output
+        assert f"网页端口 127.0.0.1:{busy} 无法使用" in web.output
+        assert "--port" in web.output
