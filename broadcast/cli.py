@@ -25,14 +25,6 @@ def _fail(exc: BaseException) -> None:
     sys.exit(2)
 
 
-def _print_password(admin: str, password: str) -> None:
-    click.echo("=" * 64)
-    click.echo(f"已创建管理员 {admin}，初始密码（只显示这一次，请妥善保存）：")
-    click.echo(f"Admin user {admin!r} created; password (shown once):")
-    click.echo(f"    {password}")
-    click.echo("=" * 64)
-
-
 @click.group()
 @click.option("-v", "--verbose", is_flag=True, help="Log debug messages.")
 def main(verbose: bool) -> None:
@@ -51,7 +43,7 @@ def main(verbose: bool) -> None:
 )
 def init(admin: str, admin_password_file: Path | None) -> None:
     """Create the database, the signing key and the first admin (prints the password once)."""
-    from broadcast.setup import initialize
+    from broadcast.setup import initialize, password_banner
 
     platform = _platform()
     try:
@@ -68,7 +60,7 @@ def init(admin: str, admin_password_file: Path | None) -> None:
         _fail(exc)
     click.echo(f"实例已初始化 / instance initialized: {platform.instance}")
     if password:
-        _print_password(admin, password)
+        click.echo(password_banner(admin, password))
     elif admin_password_file:
         click.echo(f"管理员 {admin} 已创建 / admin {admin!r} created with the given password")
 

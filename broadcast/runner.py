@@ -18,7 +18,7 @@ from typing import Any
 from broadcast import create_app
 from broadcast.errors import BroadcastError
 from broadcast.platform import Platform, write_private
-from broadcast.setup import initialize
+from broadcast.setup import initialize, password_banner
 
 logger = logging.getLogger(__name__)
 
@@ -69,11 +69,7 @@ def run_all(
     if not platform.db.is_initialized():
         password = initialize(platform)
         if password:
-            echo("=" * 64)
-            echo("已创建管理员 admin，初始密码（只显示这一次，请妥善保存）：")
-            echo("Admin user 'admin' created; password (shown once):")
-            echo(f"    {password}")
-            echo("=" * 64)
+            echo(password_banner("admin", password))
     else:
         platform.db.upgrade()
     if demo:

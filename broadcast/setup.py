@@ -37,3 +37,16 @@ def initialize(platform: Platform, admin: str = "admin", password: str | None = 
         accounts.create_user(session, admin, secret, "admin", None, actor="init")
         audit.record(session, "init", "instance.init", key_id=key.key_id)
     return secret if generated else None
+
+
+def password_banner(admin: str, password: str) -> str:
+    """The once-only notice of a new admin's generated password."""
+    return "\n".join(
+        [
+            "=" * 64,
+            f"已创建管理员 {admin}，初始密码（只显示这一次，请妥善保存）：",
+            f"Admin user {admin!r} created; password (shown once):",
+            f"    {password}",
+            "=" * 64,
+        ]
+    )

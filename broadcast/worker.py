@@ -6,6 +6,7 @@ import logging
 import queue
 import threading
 import time
+from functools import partial
 from typing import Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -66,7 +67,7 @@ class Worker:
         self._transport = open_transport(self.platform, f"vb-worker-{prefix}", clean_session=False)
         self._consumer = ReceiptConsumer(
             self._transport,
-            prefix=self.platform.settings["TOPIC_PREFIX"],
+            prefix=prefix,
             on_receipt=lambda r: self.inbox.put(("receipt", r)),
             on_state=lambda s: self.inbox.put(("state", s)),
         )
@@ -77,38 +78,24 @@ class Worker:
         self._time = TimeResponder(self._time_transport, KeyPair.load(self.platform.signing_key_path), prefix=prefix)
         self._time.start()
         self._writer.start()
-        jobs = self._scheduler
-        jobs.add_job(
-            republish,
-            "interval",
-            seconds=2,
-            args=[self.platform],
-            id="republish",
-            replace_existing=True,
-            max_instances=1,
-            coalesce=True,
-        )
-        jobs.add_job(
-            sweep,
-            "interval",
-            seconds=5,
-            args=[self.platform],
-            id="sweep",
-            replace_existing=True,
-            max_instances=1,
-            coalesce=True,
-        )
-        jobs.add_job(
-            self._push_schedules,
-            "interval",
-            seconds=self.platform.settings["SCHEDULE_PUSH_S"],
-            id="schedule-push",
-            replace_existing=True,
-            max_instances=1,
-            coalesce=True,
-        )
-        jobs.add_job(self._reload_key, "interval", seconds=10, id="reload-key", replace_existing=True, coalesce=True)
-        jobs.start()
+        for job, every_s, ident in (
+            (partial(republish, self.platform), 2, "republish"),
+            (partial(sweep, self.platform), 5, "sweep"),
+            (self._push_schedules, self.platform.settings["SCHEDULE_PUSH_S"], "schedule-push"),
+            (self._reload_key, 10, "reload-key"),
+        ):
+            # One run of a job at a time; runs missed while it was busy are coalesced into one.
+            self._scheduler.add_job(
+                job,
+                "interval",
+                seconds=every_s,
+                id=ident,
+                name=ident,
+                replace_existing=True,
+                max_instances=1,
+                coalesce=True,
+            )
+        self._scheduler.start()
         logger.info("worker started on %s", self.platform.mqtt_url)
 
     def _push_schedules(self) -> None:
