@@ -25,7 +25,20 @@ def _fail(exc: BaseException) -> None:
     sys.exit(2)
 
 
-@click.group()
+class _Commands(click.Group):
+    """Every command's known errors (any package's shaped error) end as one line and exit code 2."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        """Run the command; a shaped error becomes `错误 / error: …`, anything else stays a traceback."""
+        try:
+            return super().invoke(ctx)
+        except Exception as exc:
+            if not is_shaped(exc):
+                raise
+            _fail(exc)
+
+
+@click.group(cls=_Commands)
 @click.option("-v", "--verbose", is_flag=True, help="Log debug messages.")
 def main(verbose: bool) -> None:
     """village-broadcast (智慧广播平台): server and administration."""
@@ -46,18 +59,15 @@ def init(admin: str, admin_password_file: Path | None) -> None:
     from broadcast.setup import initialize, password_banner
 
     platform = _platform()
-    try:
-        if platform.db.is_initialized():
-            raise BroadcastError(
-                "already_initialized",
-                f"实例已初始化：{platform.instance}",
-                f"Already initialized: {platform.instance}",
-                kind="conflict",
-            )
-        given = admin_password_file.read_text().strip() if admin_password_file else None
-        password = initialize(platform, admin, given)
-    except BroadcastError as exc:
-        _fail(exc)
+    if platform.db.is_initialized():
+        raise BroadcastError(
+            "already_initialized",
+            f"实例已初始化：{platform.instance}",
+            f"Already initialized: {platform.instance}",
+            kind="conflict",
+        )
+    given = admin_password_file.read_text().strip() if admin_password_file else None
+    password = initialize(platform, admin, given)
     click.echo(f"实例已初始化 / instance initialized: {platform.instance}")
     if password:
         click.echo(password_banner(admin, password))
@@ -89,11 +99,8 @@ def users_create(name: str, role: str, region_code: str | None, password_file: P
 
     platform = _platform()
     password = password_file.read_text().strip() if password_file else accounts.generate_password()
-    try:
-        with platform.db.transaction() as session:
-            accounts.create_user(session, name, password, role, region_code, actor="cli")
-    except BroadcastError as exc:
-        _fail(exc)
+    with platform.db.transaction() as session:
+        accounts.create_user(session, name, password, role, region_code, actor="cli")
     click.echo(f"用户已创建 / user created: {name} ({role}{', ' + region_code if region_code else ''})")
     if not password_file:
         click.echo(f"密码 / password: {password}")
@@ -111,11 +118,8 @@ def tokens_create(user: str) -> None:
     from broadcast.services import accounts
 
     platform = _platform()
-    try:
-        with platform.db.transaction() as session:
-            token = accounts.create_token(session, accounts.find_user(session, user), actor="cli")
-    except BroadcastError as exc:
-        _fail(exc)
+    with platform.db.transaction() as session:
+        token = accounts.create_token(session, accounts.find_user(session, user), actor="cli")
     click.echo(f"API token for {user} (shown once):")
     click.echo(token)
 
@@ -134,12 +138,7 @@ def run(host: str, port: int, mqtt_port: int | None, demo: bool, threads: int) -
     if demo and prepare_settings(instance_path()):
         click.echo("演示实例不设静默时段（可在 instance/settings.toml 中设置）/ demo instance: no quiet hours")
     platform = _platform(MQTT_PORT=mqtt_port)
-    try:
-        run_all(platform, host=host, port=port, demo=demo, threads=threads, echo=click.echo)
-    except Exception as exc:  # a taken port, a bad setting: one clear line, not a traceback
-        if not is_shaped(exc):
-            raise
-        _fail(exc)
+    run_all(platform, host=host, port=port, demo=demo, threads=threads, echo=click.echo)
 
 
 @main.command()
@@ -167,35 +166,27 @@ def say(text: str, targets: str, priority: str, username: str | None, wait: bool
     from broadcast.models import Broadcast, User
     from broadcast.services import accounts, broadcasts, clips
     from broadcast.services.sending import send_broadcast
-    from broadcast.web.context import rules_from
 
     platform = _platform()
-    try:
-        with platform.db.transaction() as session:
-            if username:
-                user = accounts.find_user(session, username)
-            else:
-                user = session.scalars(select(User).where(User.role == "admin").order_by(User.id)).first()
-                if user is None:
-                    raise BroadcastError("no_admin", "请先运行 broadcast init。", "Run `broadcast init` first.")
-            clip = clips.from_text(session, platform.media_store, platform.media, text, user=user)
-            item = broadcasts.create(
-                session,
-                user,
-                rules_from(platform),
-                clip_id=clip.id,
-                targets=[t.strip() for t in targets.split(",") if t.strip()],
-                priority=priority,
-                source="cli",
-            )
-            send_broadcast(session, platform, item)
-            broadcast_id = item.id
-    except BroadcastError as exc:
-        _fail(exc)
-    except Exception as exc:
-        if is_shaped(exc):
-            _fail(exc)
-        raise
+    with platform.db.transaction() as session:
+        if username:
+            user = accounts.find_user(session, username)
+        else:
+            user = session.scalars(select(User).where(User.role == "admin").order_by(User.id)).first()
+            if user is None:
+                raise BroadcastError("no_admin", "请先运行 broadcast init。", "Run `broadcast init` first.")
+        clip = clips.from_text(session, platform.media_store, platform.media, text, user=user)
+        item = broadcasts.create(
+            session,
+            user,
+            platform.rules,
+            clip_id=clip.id,
+            targets=[t.strip() for t in targets.split(",") if t.strip()],
+            priority=priority,
+            source="cli",
+        )
+        send_broadcast(session, platform, item)
+        broadcast_id = item.id
     click.echo(broadcast_id)
     if not wait:
         return
@@ -236,15 +227,12 @@ def speakers_provision(speaker_id: str, state_dir: str) -> None:
     from broadcast.services import provisioning
 
     platform = _platform()
-    try:
-        with platform.db.transaction() as session:
-            config = provisioning.provision(session, platform, speaker_id, state_root=Path(state_dir))
-            config.state_dir = Path(state_dir) / "state"
-            config.cache_dir = Path(state_dir) / "cache"
-            if platform.embedded_broker:
-                provisioning.write_broker_files(session, platform)
-    except BroadcastError as exc:
-        _fail(exc)
+    with platform.db.transaction() as session:
+        config = provisioning.provision(session, platform, speaker_id, state_root=Path(state_dir))
+        config.state_dir = Path(state_dir) / "state"
+        config.cache_dir = Path(state_dir) / "cache"
+        if platform.embedded_broker:
+            provisioning.write_broker_files(session, platform)
     click.echo(config.to_json())
 
 
@@ -288,8 +276,6 @@ def keys_rotate(retire_after_days: int) -> None:
     platform = _platform()
     try:
         new_id = key_service.rotate(platform, retire_after_s=retire_after_days * 86400, actor="cli")
-    except BroadcastError as exc:
-        _fail(exc)
     finally:
         platform.close()
     click.echo(f"新密钥已启用 / new signing key in use: {new_id}")

@@ -9,11 +9,14 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from broadcast.db import Database
+from broadcast.services.broadcasts import Rules
+from broadcast.services.quiet_hours import QuietHours
 from broadcast.settings import load_settings
 from media import MediaConfig, MediaStore
 
@@ -85,6 +88,19 @@ class Platform:
         if not path.exists():
             write_private(path, secrets.token_hex(32).encode())
         return path.read_text().strip()
+
+    @cached_property
+    def rules(self) -> Rules:
+        """The rules every broadcast is checked against, parsed once from the settings."""
+        settings = self.settings
+        return Rules(
+            quiet_hours=QuietHours.parse(settings["QUIET_HOURS"]),
+            timezone=self.timezone,
+            start_lead_s=settings["START_LEAD_MS"] / 1000,
+            ttl_s=float(settings["COMMAND_TTL_S"]),
+            default_volume=settings["DEFAULT_VOLUME"],
+            max_repeat=settings["MAX_REPEAT"],
+        )
 
     @property
     def timezone(self) -> ZoneInfo:

@@ -13,7 +13,7 @@ from broadcast.errors import BroadcastError
 from broadcast.models import PRIORITIES, Broadcast, Clip, Speaker
 from broadcast.services import accounts, broadcasts, clips, fleet, regions
 from broadcast.services.sending import send_broadcast
-from broadcast.web.context import client_address, db, platform, rules
+from broadcast.web.context import client_address, db, platform
 from broadcast.web.security import login_required
 from broadcast.web.views import speaker_json
 from media import list_voices
@@ -162,7 +162,7 @@ def send() -> BaseResponse:
     item = broadcasts.create(
         session_,
         g.user,
-        rules(),
+        platform().rules,
         clip_id=clip.id,
         targets=request.form.getlist("targets"),
         priority=request.form.get("priority") or None,
@@ -190,7 +190,8 @@ def broadcast_list() -> str:
     """Recent broadcasts the user may see."""
     session_ = db()
     recent = session_.scalars(select(Broadcast).order_by(Broadcast.id.desc()).limit(100))
-    items = [b for b in recent if broadcasts.visible(session_, b, g.user)][:50]
+    tree = regions.load_tree(session_)
+    items = [b for b in recent if broadcasts.visible(session_, b, g.user, tree)][:50]
     rows = [(b, broadcasts.counts(session_, b.id), session_.get(Clip, b.clip_id)) for b in items]
     return render_template("broadcasts.html", rows=rows)
 
@@ -200,14 +201,12 @@ def broadcast_list() -> str:
 def broadcast_page(broadcast_id: int) -> str:
     """One broadcast, speaker by speaker; the page refreshes itself."""
     session_ = db()
-    item = broadcasts.get(session_, broadcast_id, g.user)
-    broadcasts.refresh_status(session_, item)
-    data = broadcasts.describe(session_, item)  # status computed for the page; the worker persists it
+    data = broadcasts.view(session_, broadcast_id, g.user)
     names = {
         s.id: s.name
         for s in session_.scalars(select(Speaker).where(Speaker.id.in_([d["speaker_id"] for d in data["deliveries"]])))
     }
-    return render_template("broadcast.html", b=data, names=names, clip=session_.get(Clip, item.clip_id))
+    return render_template("broadcast.html", b=data, names=names, clip=session_.get(Clip, data["clip_id"]))
 
 
 def _speakers_for_user() -> list[dict[str, Any]]:

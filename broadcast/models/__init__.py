@@ -2,11 +2,10 @@
 
 from broadcast.models.accounts import ROLES, ApiToken, LoginAttempt, User
 from broadcast.models.audit import AuditEvent
-from broadcast.models.base import Base, unix_now, utcnow
+from broadcast.models.base import Base, utcnow
 from broadcast.models.broadcasts import (
     DELIVERY_STATES,
     PRIORITIES,
-    PRIORITY_RANK,
     STATE_ORDER,
     TERMINAL_STATES,
     Broadcast,
@@ -20,7 +19,6 @@ __all__ = [
     "DELIVERY_STATES",
     "LEVELS",
     "PRIORITIES",
-    "PRIORITY_RANK",
     "ROLES",
     "STATE_ORDER",
     "TERMINAL_STATES",
@@ -35,6 +33,5 @@ __all__ = [
     "Region",
     "Speaker",
     "User",
-    "unix_now",
     "utcnow",
 ]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime
 
 from sqlalchemy import DateTime, MetaData
@@ -28,11 +27,6 @@ class Base(DeclarativeBase):
 def utcnow() -> datetime:
     """Timezone-aware now in UTC (stored naive-UTC by SQLite, timestamptz by PostgreSQL)."""
     return datetime.now(UTC)
-
-
-def unix_now() -> float:
-    """Unix seconds, the time unit of the speaker protocol."""
-    return time.time()
 
 
 class UTCDateTime(TypeDecorator[datetime]):

@@ -11,7 +11,6 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from broadcast.models.base import Base, UTCDateTime, utcnow
 
 PRIORITIES = ("emergency", "urgent", "normal", "background")
-PRIORITY_RANK = {"emergency": 3, "urgent": 2, "normal": 1, "background": 0}
 
 # Delivery states; the terminal ones never change again.
 DELIVERY_STATES = (

@@ -170,12 +170,12 @@ def get(session: Session, broadcast_id: object, user: User) -> Broadcast:
     return item
 
 
-def visible(session: Session, item: Broadcast, user: User) -> bool:
-    """True when every target of the broadcast lies inside the user's region."""
+def visible(session: Session, item: Broadcast, user: User, tree: dict[str, Region] | None = None) -> bool:
+    """True when every target of the broadcast lies inside the user's region (`tree`: the loaded regions)."""
     scope = regions.user_scope(user)
     if scope is None or item.created_by == user.id:
         return True
-    tree = regions.load_tree(session)
+    tree = regions.load_tree(session) if tree is None else tree
     for target in item.targets:
         code = target if target in tree else getattr(session.get(Speaker, target), "grid_code", None)
         if code is None or not regions.within(tree, code, scope):
@@ -191,10 +191,12 @@ def counts(session: Session, broadcast_id: int) -> dict[str, int]:
     return dict(rows.tuples().all())
 
 
-def refresh_status(session: Session, item: Broadcast, now: float | None = None) -> str:
+def refresh_status(
+    session: Session, item: Broadcast, now: float | None = None, tally: dict[str, int] | None = None
+) -> str:
     """Roll the broadcast's status up from its deliveries: scheduled, sending, playing, done."""
     now = time.time() if now is None else now
-    tally = counts(session, item.id)
+    tally = counts(session, item.id) if tally is None else tally
     total = sum(tally.values())
     done = sum(n for state, n in tally.items() if state in TERMINAL_STATES)
     if total and done == total:
@@ -209,8 +211,19 @@ def refresh_status(session: Session, item: Broadcast, now: float | None = None) 
     return status
 
 
-def describe(session: Session, item: Broadcast) -> dict[str, Any]:
-    """The API view of a broadcast with every delivery."""
+def view(session: Session, broadcast_id: object, user: User) -> dict[str, Any]:
+    """A broadcast as the API and console show it, its status rolled up from one count of its deliveries.
+
+    The status is computed for the reader only; the worker is the one that persists it.
+    """
+    item = get(session, broadcast_id, user)
+    tally = counts(session, item.id)
+    refresh_status(session, item, tally=tally)
+    return describe(session, item, tally)
+
+
+def describe(session: Session, item: Broadcast, tally: dict[str, int]) -> dict[str, Any]:
+    """The API view of a broadcast with every delivery (`tally`: its counts by state)."""
     clip = session.get(Clip, item.clip_id)
     tree_names = {r.code: r.name for r in session.scalars(select(Region).where(Region.code.in_(item.targets)))}
     return {
@@ -225,7 +238,7 @@ def describe(session: Session, item: Broadcast) -> dict[str, Any]:
         "start_at": item.start_at,
         "expires_at": item.expires_at,
         "created_at": item.created_at.isoformat(),
-        "counts": counts(session, item.id),
+        "counts": tally,
         "deliveries": [
             {
                 "speaker_id": d.speaker_id,

@@ -13,7 +13,7 @@ from broadcast.errors import BroadcastError
 from broadcast.models import Speaker
 from broadcast.services import broadcasts, clips, fleet, regions
 from broadcast.services.sending import send_broadcast
-from broadcast.web.context import client_address, db, platform, rules
+from broadcast.web.context import client_address, db, platform
 from broadcast.web.security import api_auth, csrf
 from broadcast.web.views import clip_json, region_json, speaker_json
 from media import Wrap
@@ -132,7 +132,7 @@ def create_broadcast() -> tuple[Response, int]:
     item = broadcasts.create(
         session,
         g.user,
-        rules(),
+        platform().rules,
         clip_id=data.get("clip_id"),
         targets=data.get("targets"),
         priority=data.get("priority"),
@@ -150,11 +150,7 @@ def create_broadcast() -> tuple[Response, int]:
 @api_auth
 def get_broadcast(broadcast_id: str) -> Response:
     """A broadcast's status and every speaker's delivery."""
-    session = db()
-    item = broadcasts.get(session, broadcast_id, g.user)
-    broadcasts.refresh_status(session, item)
-    payload = broadcasts.describe(session, item)  # status computed for the reply; the worker persists it
-    return jsonify(payload)
+    return jsonify(broadcasts.view(db(), broadcast_id, g.user))
 
 
 @api.get("/regions")

@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 from flask import Flask, Response, g, redirect, request, session, url_for
 from flask_wtf.csrf import CSRFProtect
 
-from broadcast.errors import BroadcastError, forbidden
+from broadcast.errors import BroadcastError
 from broadcast.models import User
 from broadcast.services import accounts
 from broadcast.web.context import db
@@ -64,13 +64,6 @@ def login_required(view: F) -> F:
         return view(*args, **kwargs)
 
     return wrapped  # type: ignore[return-value]
-
-
-def require_role(*roles: str) -> None:
-    """Raise forbidden unless the current user has one of the roles."""
-    user = g.get("user")
-    if user is None or user.role not in roles:
-        raise forbidden()
 
 
 def _headers(response: Response) -> Response:
