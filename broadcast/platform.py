@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 from zoneinfo import ZoneInfo
 
 from broadcast.db import Database
@@ -50,6 +51,14 @@ def media_config(settings: dict[str, Any]) -> MediaConfig:
         edge_voice=settings["EDGE_VOICE"],
         piper_model=settings["PIPER_MODEL"] or None,
     )
+
+
+EVERY_INTERFACE = ("0.0.0.0", "::", "")  # noqa: S104 - bind addresses, never connected to
+
+
+def connect_host(bind_host: str) -> str:
+    """The address this machine connects to for a bind address."""
+    return "127.0.0.1" if bind_host in EVERY_INTERFACE else bind_host
 
 
 @dataclass
@@ -136,10 +145,7 @@ class Platform:
         running = self._runtime().get("mqtt_url")
         if running:
             return running
-        host = self.settings["MQTT_HOST"]
-        if host in ("0.0.0.0", "::", ""):  # noqa: S104 - a bind address, turned into a connect address
-            host = "127.0.0.1"
-        return f"mqtt://{host}:{self.settings['MQTT_PORT']}"
+        return f"mqtt://{connect_host(self.settings['MQTT_HOST'])}:{self.settings['MQTT_PORT']}"
 
     @property
     def broker_dir(self) -> Path:
@@ -168,9 +174,7 @@ class Platform:
         if self.settings["MQTT_URL"]:
             return self.settings["MQTT_URL"]
         host = self.settings["MQTT_HOST"]
-        if host in ("0.0.0.0", "::", ""):  # noqa: S104 - a bind address: use the host the web is reached at
-            from urllib.parse import urlparse
-
+        if host in EVERY_INTERFACE:  # speakers reach the broker at the host the web is reached at
             host = urlparse(self.public_url).hostname or "127.0.0.1"
         return f"mqtt://{host}:{self._runtime().get('mqtt_port') or self.settings['MQTT_PORT']}"
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from broadcast import create_app
 from broadcast.errors import BroadcastError
-from broadcast.platform import Platform, write_private
+from broadcast.platform import Platform, connect_host, write_private
 from broadcast.setup import initialize, password_banner
 
 logger = logging.getLogger(__name__)
@@ -75,7 +75,7 @@ def run_all(
     if demo:
         _seed_demo(platform, echo)
     broker = _start_embedded_broker(platform) if platform.embedded_broker else None
-    web_host = "127.0.0.1" if host in ("0.0.0.0", "::") else host  # noqa: S104 - a bind address
+    web_host = connect_host(host)
     app = create_app(platform=platform)
     try:
         _probe_port(host, port)  # waitress leaks a pipe when its own bind fails: find out before
