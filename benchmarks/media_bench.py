@@ -22,9 +22,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from media import MediaConfig, MediaStore, ingest_upload, measure_loudness, synthesize_text
-from media.runner import ffmpeg_exe
 from media.tts import SynthJob
 from media.tts.espeak import EspeakEngine
+from tests.audio import espeak_wav, ffmpeg, read_wav_mono, write_wav
 
 NOTICE = (
     "各位村民请注意：根据县气象台2026年8月12日10:30发布的台风橙色预警，第3号台风预计今天下午14:00到20:00"
@@ -33,47 +33,9 @@ NOTICE = (
 )
 
 
-def ffmpeg(*args: str) -> None:
-    subprocess.run([ffmpeg_exe(), "-nostdin", "-hide_banner", "-loglevel", "error", "-y", *args], check=True)
-
-
-def write_wav(path: Path, x: np.ndarray, sr: int) -> Path:
-    data = np.asarray(x, dtype=np.float64)
-    channels = 1 if data.ndim == 1 else data.shape[1]
-    raw = path.with_suffix(".s16")
-    (np.clip(data, -1, 1) * 32767).astype("<i2").tofile(raw)
-    ffmpeg("-f", "s16le", "-ar", str(sr), "-ac", str(channels), "-i", str(raw), str(path))
-    raw.unlink()
-    return path
-
-
-def decode(path: Path, sr: int) -> np.ndarray:
-    out = subprocess.run(
-        [
-            ffmpeg_exe(),
-            "-nostdin",
-            "-loglevel",
-            "error",
-            "-i",
-            str(path),
-            "-ac",
-            "1",
-            "-ar",
-            str(sr),
-            "-f",
-            "f32le",
-            "-",
-        ],
-        check=True,
-        capture_output=True,
-    ).stdout
-    return np.frombuffer(out, dtype="<f4").astype(np.float64)
-
-
 def speech_minute(work: Path) -> Path:
     """About one minute of espeak-ng Mandarin at 48 kHz mono (16-bit WAV)."""
-    job = SynthJob(chunks=[NOTICE] * 3, voice="cmn", rate=1.0, out_dir=work, config=MediaConfig())
-    spoken = EspeakEngine().synthesize(job).path
+    spoken = espeak_wav(work, *[NOTICE] * 3)
     out = work / "speech60.wav"
     ffmpeg("-stream_loop", "-1", "-i", str(spoken), "-t", "60", "-ar", "48000", "-ac", "1", str(out))
     return out
@@ -82,7 +44,7 @@ def speech_minute(work: Path) -> Path:
 def corpus(work: Path, minute: Path) -> dict[str, Path]:
     """The six cases of issue 3 §7, each a 16-bit WAV."""
     sr = 48000
-    speech = decode(minute, sr)[: sr * 20]
+    speech = read_wav_mono(minute, sr)[: sr * 20]
     rng = np.random.default_rng(11)
     t = np.arange(sr * 20) / sr
     cases: dict[str, Path] = {}

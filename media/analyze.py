@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from . import errors
-from .bs1770 import gated_loudness, kweight_filter, max_momentary, unit_len
+from .bs1770 import kweight_filter, loudness_or_momentary, max_momentary, unit_len
 from .config import MediaConfig
 from .limiter import BlockPeaks
 from .runner import FfmpegProcess
@@ -43,7 +43,6 @@ class Prepared:
 
     raw_path: Path  # float32 little-endian mono samples at sample_rate
     sample_rate: int
-    n_samples: int
     unit_energy: np.ndarray  # per 10 ms unit: sum of squares of the K-weighted signal
     unit_peak: np.ndarray  # per 10 ms unit: sample peak of the high-passed signal
     block_peak: np.ndarray  # per unit x 1 ms block: 4x-oversampled peak (float32, shape (units, 10))
@@ -51,18 +50,11 @@ class Prepared:
     start_unit: int  # first unit kept after trimming silence
     end_unit: int  # one past the last unit kept
     loudness: float  # integrated loudness of the kept range, LUFS
-    loudest_momentary: float  # loudest 400 ms of the whole input, LUFS
-    declared_s: float | None  # duration the container declares, when it declares one
 
     @property
     def ulen(self) -> int:
         """Samples in one unit."""
         return unit_len(self.sample_rate)
-
-    @property
-    def kept_s(self) -> float:
-        """Seconds kept after trimming."""
-        return (self.end_unit - self.start_unit) * self.ulen / self.sample_rate
 
     @property
     def peak_db(self) -> float:
@@ -91,7 +83,7 @@ def filter_graph(config: MediaConfig) -> str:
     )
 
 
-def analyze(input_args: list[str], raw_path: Path, config: MediaConfig, *, check_errors: bool = True) -> Prepared:
+def analyze(input_args: list[str], raw_path: Path, config: MediaConfig) -> Prepared:
     """Run pass 1 on the input named by INPUT_ARGS (e.g. ["-f", "wav", "-i", path]) into RAW_PATH.
 
     Raises MediaError: too_long (while decoding), corrupt (decoder errors or nothing decoded),
@@ -156,13 +148,13 @@ def analyze(input_args: list[str], raw_path: Path, config: MediaConfig, *, check
     error_lines = [line for line in stderr.splitlines() if any(tag in line for tag in _ERROR_TAGS)]
     # a duration estimated from the bitrate (ADTS, VBR MP3 without a Xing header) proves nothing
     declared = None if "Estimating duration from bitrate" in stderr else _declared_duration(stderr)
-    if rc != 0 or (check_errors and error_lines):
+    if rc != 0 or error_lines:
         logger.info("decode failed (rc=%s): %s", rc, " | ".join(error_lines[-3:]))
         raise errors.corrupt("\n".join(error_lines) or stderr)
     if n == 0:
         raise errors.corrupt("no audio decoded")
     decoded_s = n / sr
-    if check_errors and declared is not None and decoded_s < declared * 0.98 - 0.3:
+    if declared is not None and decoded_s < declared * 0.98 - 0.3:
         raise errors.corrupt(f"decoded {decoded_s:.2f} s of {declared:.2f} s declared")
     unit_energy = np.concatenate(energies)
     unit_peak = np.concatenate(peaks)
@@ -173,14 +165,11 @@ def analyze(input_args: list[str], raw_path: Path, config: MediaConfig, *, check
     sound_s = sound_units * ulen / sr
     if sound_s < config.min_duration_s:
         raise errors.too_short(sound_s, config.min_duration_s)
-    loudness = gated_loudness(unit_energy[start:end], ulen)
-    if not math.isfinite(loudness):
-        # shorter than one 400 ms block once trimmed: fall back to the plain mean square
-        loudness = max_momentary(unit_energy[start:end], ulen)
+    # shorter than one 400 ms block once trimmed: falls back to the plain mean square
+    loudness = loudness_or_momentary(unit_energy[start:end], ulen)
     return Prepared(
         raw_path=raw_path,
         sample_rate=sr,
-        n_samples=n,
         unit_energy=unit_energy,
         unit_peak=unit_peak,
         block_peak=np.concatenate(block_peaks),
@@ -188,8 +177,6 @@ def analyze(input_args: list[str], raw_path: Path, config: MediaConfig, *, check
         start_unit=start,
         end_unit=end,
         loudness=loudness,
-        loudest_momentary=loudest,
-        declared_s=declared,
     )
 
 

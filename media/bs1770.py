@@ -86,3 +86,9 @@ def max_momentary(unit_energy: np.ndarray, ulen: int) -> float:
         mean_sq = float(np.sum(unit_energy)) / (len(unit_energy) * ulen)
         return -0.691 + 10 * math.log10(mean_sq) if mean_sq > 0 else -math.inf
     return float(blocks.max())
+
+
+def loudness_or_momentary(unit_energy: np.ndarray, ulen: int) -> float:
+    """Gated loudness, or for input too short or quiet to gate (under one 400 ms block) the loudest momentary."""
+    value = gated_loudness(unit_energy, ulen)
+    return value if math.isfinite(value) else max_momentary(unit_energy, ulen)

@@ -101,10 +101,9 @@ def _wrapped(speech: Prepared, wrap: Wrap | None, config: MediaConfig, work: Pat
     if wrap.attention_tone:
         tone = analyze_samples(attention_tone_samples(sr, config.attention_tone_s), sr, work, "tone", config)
         add(whole(tone, ref + config.tone_level_lu - tone.loudness))
-    if wrap.chime_before or wrap.chime_after:
+    if wrap.chime_before:
         start = analyze_samples(chime_samples(sr, "start"), sr, work, "chime-start", config)
-        if wrap.chime_before:
-            add(whole(start, ref + config.chime_level_lu - start.loudness))
+        add(whole(start, ref + config.chime_level_lu - start.loudness))
     for _ in range(wrap.repeat):
         add(body)
     if wrap.chime_after:
@@ -146,6 +145,11 @@ def _clean_text(text: str) -> str:
     return unicodedata.normalize("NFC", text or "").strip()
 
 
+def _clamp_rate(rate: float) -> float:
+    """The speaking rate limited to what the engines accept (0.5 to 2.0)."""
+    return min(2.0, max(0.5, float(rate)))
+
+
 def synthesize_text(
     text: str,
     store: MediaStore,
@@ -167,7 +171,7 @@ def synthesize_text(
     spoken = normalize_text(raw)
     if not any(ch.isalnum() for ch in spoken):
         raise errors.text_empty()
-    rate = min(2.0, max(0.5, float(rate)))
+    rate = _clamp_rate(rate)
     chunks = split_sentences(spoken, config.tts_chunk_chars)
     with store.workdir() as work:
         result = speak(chunks, config, work, voice=voice, rate=rate)
@@ -195,8 +199,8 @@ def tts_key(text: str, voice: str | None, rate: float, wrap: Wrap | None, config
         "v": PIPELINE_VERSION,
         "text": " ".join(_clean_text(text).split()),
         "voice": voice or "",
-        "rate": round(min(2.0, max(0.5, float(rate))), 2),
-        "wrap": asdict(wrap) if wrap is not None and wrapped else None,
+        "rate": round(_clamp_rate(rate), 2),
+        "wrap": asdict(wrap) if wrapped else None,
         "out": [
             config.target_lufs,
             config.true_peak_dbtp,

@@ -194,6 +194,24 @@ class GainComputer:
         return self.feed(np.zeros(self.width - 1))
 
 
+LOOKAHEAD_MS = 5.0  # the limiter's look-ahead
+
+
+def lookahead_blocks(block_s: float, lookahead_ms: float = LOOKAHEAD_MS) -> int:
+    """The GainComputer width (in blocks of BLOCK_S seconds) for a look-ahead of LOOKAHEAD_MS."""
+    return max(2, round(lookahead_ms / 1000 / block_s))
+
+
+def cover_previous(need: np.ndarray, last: float) -> tuple[np.ndarray, float]:
+    """Each block's need also covering the block before it (LAST: the need of the block before NEED[0]).
+
+    Returns the covered needs and the LAST to pass with the next call.
+    """
+    if not len(need):
+        return need, last
+    return np.minimum(need, np.concatenate(([last], need[:-1]))), float(need[-1])
+
+
 class BlockLimiter:
     """Look-ahead true-peak limiter driven by per-block peak summaries from the analysis pass.
 
@@ -208,13 +226,13 @@ class BlockLimiter:
         ceiling_db: float,
         *,
         sample_rate: int,
-        lookahead_ms: float = 5.0,
+        lookahead_ms: float = LOOKAHEAD_MS,
         release_db_s: float = 80.0,
     ) -> None:
         self.pattern = np.asarray(block_lengths, dtype=np.int64)  # samples per block within one unit
         self.ceiling_db = ceiling_db
         block_s = float(self.pattern.mean()) / sample_rate
-        self._gains = GainComputer(max(2, round(lookahead_ms / 1000 / block_s)), release_db_s * block_s)
+        self._gains = GainComputer(lookahead_blocks(block_s, lookahead_ms), release_db_s * block_s)
         self._last_need = 0.0
         self._g_ready = np.empty(0)  # block gains not yet applied (the first pairs with _x_wait[0])
         self._x_wait = np.empty(0, dtype=np.float32)  # samples of whole blocks not yet emitted
@@ -238,9 +256,7 @@ class BlockLimiter:
         peaks = np.asarray(block_peaks).ravel()
         with np.errstate(divide="ignore"):
             need = np.minimum(0.0, self.ceiling_db - 20 * np.log10(np.maximum(peaks, 1e-12), dtype=np.float64))
-        both = np.minimum(need, np.concatenate(([self._last_need], need[:-1])))
-        if len(need):
-            self._last_need = float(need[-1])
+        both, self._last_need = cover_previous(need, self._last_need)
         self._g_ready = np.concatenate((self._g_ready, self._gains.feed(both)))
         x = np.asarray(x)
         if x.dtype != np.float64:

@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 
 from .analyze import BLOCKS_PER_UNIT, Prepared, block_lengths
-from .bs1770 import gated_loudness, max_momentary, unit_len
+from .bs1770 import loudness_or_momentary, unit_len
 from .config import MediaConfig
-from .limiter import BlockLimiter, GainComputer
+from .limiter import BlockLimiter, GainComputer, cover_previous, lookahead_blocks
 from .measure import Loudness, measure_stored
 from .runner import FfmpegProcess, wav_stream_input
 
@@ -22,7 +22,6 @@ logger = logging.getLogger(__name__)
 _CHUNK_UNITS = 100  # one second of audio per numpy step
 _SILENCE_DB = -240.0  # level given to digital silence in the block-peak model
 _PREDICT_UNITS = 1000  # the loudness prediction works on 10 s of 1 ms block peaks at a time (stays in cache)
-_LOOKAHEAD_BLOCKS = 5  # the limiter's 5 ms look-ahead in 1 ms blocks
 _RELEASE_DB_S = 80.0  # the limiter's release rate
 _WAVEFORM_POINTS = 200
 # Accept an attempt this close to the target: the meter prints 0.1 LU steps, so 0.4 shown is < 0.45
@@ -63,15 +62,11 @@ def whole(prepared: Prepared, gain_db: float = 0.0) -> Segment:
 
 @dataclass
 class Rendered:
-    """The encoded output file and what was measured on it."""
+    """What was measured on the encoded output file (its waveform, gain and warnings)."""
 
-    path: Path
     measured: Loudness
     waveform: list[float]
     gain_db: float  # overall gain applied on top of the segment gains
-    limiter_ceiling_db: float
-    max_reduction_db: float  # deepest limiter gain reduction
-    attempts: int
     warnings: list[str] = field(default_factory=list)
 
 
@@ -131,15 +126,10 @@ class _UnitPeaks:
         return np.concatenate(self._parts) if self._parts else np.zeros(0)
 
 
-def _loudness(energy: np.ndarray, ulen: int) -> float:
-    value = gated_loudness(energy, ulen)
-    return value if math.isfinite(value) else max_momentary(energy, ulen)
-
-
 def _limit_pass(
     segments: list[Segment], config: MediaConfig, gain_db: float, ceiling_db: float, sink: FfmpegProcess
-) -> tuple[np.ndarray, float]:
-    """Stream the composite through gain + limiter into the encoder; return per-unit peaks, reduction."""
+) -> np.ndarray:
+    """Stream the composite through gain + limiter into the encoder; return the per-unit peaks."""
     ulen = unit_len(config.sample_rate)
     limiter = BlockLimiter(block_lengths(ulen), ceiling_db, sample_rate=config.sample_rate, release_db_s=_RELEASE_DB_S)
     acc = _UnitPeaks(ulen)
@@ -155,7 +145,7 @@ def _limit_pass(
     for chunk, peaks in _chunks(segments, ulen, gain_db):
         emit(limiter.process(chunk, peaks)[0])
     emit(limiter.flush()[0])
-    return acc.result(), limiter.max_reduction_db
+    return acc.result()
 
 
 def _block_db_chunks(segments: list[Segment]) -> Iterator[np.ndarray]:
@@ -173,7 +163,7 @@ def _block_db_chunks(segments: list[Segment]) -> Iterator[np.ndarray]:
 def _predict(segments: list[Segment], energy: np.ndarray, config: MediaConfig, g: float, ceil: float) -> float:
     """Loudness after gain G and the limiter, modelled at 1 ms block rate from pass-1 peak summaries."""
     block_s = 1.0 / (100 * BLOCKS_PER_UNIT)
-    gains = GainComputer(_LOOKAHEAD_BLOCKS, _RELEASE_DB_S * block_s)
+    gains = GainComputer(lookahead_blocks(block_s), _RELEASE_DB_S * block_s)
     carry = np.empty(0)
     parts: list[np.ndarray] = []
 
@@ -188,14 +178,12 @@ def _predict(segments: list[Segment], energy: np.ndarray, config: MediaConfig, g
 
     last = 0.0
     for peak_db in _block_db_chunks(segments):
-        need = np.minimum(0.0, (ceil - g) - peak_db)
-        if len(need):
-            need, last = np.minimum(need, np.concatenate(([last], need[:-1]))), float(need[-1])
+        need, last = cover_previous(np.minimum(0.0, (ceil - g) - peak_db), last)
         take(gains.feed(need))
     take(gains.flush())
     ms = np.concatenate(parts) if parts else np.zeros(0)
     n = min(len(ms), len(energy))
-    return _loudness(energy[:n] * ms[:n] * 10 ** (g / 10), unit_len(config.sample_rate))
+    return loudness_or_momentary(energy[:n] * ms[:n] * 10 ** (g / 10), unit_len(config.sample_rate))
 
 
 def _solve_gain(
@@ -254,21 +242,19 @@ def render(segments: list[Segment], config: MediaConfig, out_path: Path) -> Rend
     ulen = unit_len(config.sample_rate)
     target = config.target_lufs
     energy = _energy(segments)
-    gain = min(config.max_gain_db, target + _CODEC_LOSS_LU[config.output_format] - _loudness(energy, ulen))
+    gain = min(config.max_gain_db, target + _CODEC_LOSS_LU[config.output_format] - loudness_or_momentary(energy, ulen))
     ceiling = config.true_peak_dbtp - _CODEC_MARGIN_DB[config.output_format]
     peak_in = max(
         (s.prepared.peak_db + s.gain_db for s in segments if s.prepared is not None and s.units), default=-math.inf
     )
     goal = target + _CODEC_LOSS_LU[config.output_format]
     measured: Loudness | None = None
-    attempts = 0
     wave: list[float] = []
-    reduction = 0.0
     for attempts in range(1, _MAX_ATTEMPTS + 1):
         if peak_in + gain + 1.0 > ceiling:  # the limiter may act: predict its effect on loudness
             gain = _solve_gain(segments, energy, config, gain, ceiling, goal)
         with FfmpegProcess(_encoder_args(config, out_path), stdin=True) as enc:
-            peaks, reduction = _limit_pass(segments, config, gain, ceiling, enc)
+            peaks = _limit_pass(segments, config, gain, ceiling, enc)
             enc.check()
         wave = _waveform(peaks)
         measured = measure_stored(out_path, config.output_format)
@@ -301,12 +287,8 @@ def render(segments: list[Segment], config: MediaConfig, out_path: Path) -> Rend
         )
         warnings.append("media.loudness_off_target")
     return Rendered(
-        path=out_path,
         measured=measured,
         waveform=wave,
         gain_db=gain,
-        limiter_ceiling_db=ceiling,
-        max_reduction_db=reduction,
-        attempts=attempts,
         warnings=warnings,
     )

@@ -58,9 +58,9 @@ def ffmpeg_exe() -> str:
     return _find_ffmpeg()
 
 
-def base_cmd() -> list[str]:
-    """The start of every ffmpeg command: quiet, non-interactive, deterministic."""
-    return [ffmpeg_exe(), "-nostdin", "-hide_banner", "-nostats", "-loglevel", "error"]
+def base_cmd(loglevel: str = "error") -> list[str]:
+    """The start of every ffmpeg command: non-interactive, deterministic, logging at LOGLEVEL."""
+    return [ffmpeg_exe(), "-nostdin", "-hide_banner", "-nostats", "-loglevel", loglevel]
 
 
 def _current_cpu() -> int | None:
@@ -105,7 +105,7 @@ def wav_stream_input(sample_rate: int, channels: int = 1) -> tuple[list[str], by
 
 def run_ffmpeg(args: list[str], *, loglevel: str = "error", timeout: float | None = None) -> str:
     """Run ffmpeg to completion with ARGS and return its stderr; raise MediaError on failure."""
-    cmd = [ffmpeg_exe(), "-nostdin", "-hide_banner", "-nostats", "-loglevel", loglevel, *args]
+    cmd = [*base_cmd(loglevel), *args]
     logger.debug("run: %s", " ".join(cmd))
     try:
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)

@@ -100,9 +100,7 @@ class MediaStore:
 
     def hashes(self) -> list[str]:
         """Hashes of every stored file."""
-        return sorted(
-            p.stem for p in self.root.glob("??/*") if p.is_file() and _HEX64.match(p.stem) and p.parent.name != _TMP
-        )
+        return sorted(p.stem for p in self.root.glob("??/*") if p.is_file() and _HEX64.match(p.stem))
 
     @contextlib.contextmanager
     def workdir(self) -> Iterator[Path]:

@@ -57,14 +57,9 @@ _ABBREVIATIONS: tuple[tuple[str, str], ...] = (
     (r"&", "和"),
     (r"(?<=\d)\s*\+\s*(?=\d)", "加"),
     (r"=", "等于"),
-    (r"‰", "‰"),
 )
 
 _KEEP_SYMBOLS = set("%℃°‰.:-~/+=&,，。、！？；：“”‘’《》（）()…·—")
-
-
-def _sub(pattern: str, repl: str | Callable[[re.Match[str]], str], text: str) -> str:
-    return re.sub(pattern, repl, text)
 
 
 def _strip_unsupported(text: str) -> str:
@@ -137,87 +132,87 @@ def normalize_text(text: str) -> str:
     t = unicodedata.normalize("NFC", text).translate(_FULLWIDTH)
     t = t.replace("\r\n", "\n").replace("\r", "\n")
     t = _strip_unsupported(t)
-    t = _sub(r"(?<=\d)：(?=\d)", ":", t)
-    t = _sub(r"(?<=\d)[，,](?=\d{3}(?!\d))", "", t)  # thousands separators
-    t = _sub(r"°\s*[Cc]\b", "℃", t)
+    t = re.sub(r"(?<=\d)：(?=\d)", ":", t)
+    t = re.sub(r"(?<=\d)[，,](?=\d{3}(?!\d))", "", t)  # thousands separators
+    t = re.sub(r"°\s*[Cc]\b", "℃", t)
     for pattern, repl in _ABBREVIATIONS:
-        t = _sub(pattern, repl, t)
+        t = re.sub(pattern, repl, t)
 
     # phone numbers, before anything reads them as quantities
-    t = _sub(r"(?<!\d)1[3-9]\d[ -]?\d{4}[ -]?\d{4}(?!\d)", lambda m: digits(m.group(0), yao=True), t)
-    t = _sub(r"(?<!\d)0\d{2,3}-\d{7,8}(?!\d)", _phone, t)
-    t = _sub(
+    t = re.sub(r"(?<!\d)1[3-9]\d[ -]?\d{4}[ -]?\d{4}(?!\d)", _phone, t)
+    t = re.sub(r"(?<!\d)0\d{2,3}-\d{7,8}(?!\d)", _phone, t)
+    t = re.sub(
         rf"({_PHONE_CUES})([:：为是]?\s*)(\d{{3,12}})(?![\d.%])",
         lambda m: m.group(1) + m.group(2).strip() + digits(m.group(3), yao=True),
         t,
     )
-    t = _sub(rf"(?<![\d.])(1\d{{2,4}}|9\d{{4}})(?=(?:{_SERVICE_WORDS}))", _phone, t)
+    t = re.sub(rf"(?<![\d.])(1\d{{2,4}}|9\d{{4}})(?=(?:{_SERVICE_WORDS}))", _phone, t)
     # road numbers: G107国道 -> G幺零七国道
-    t = _sub(
+    t = re.sub(
         r"(?<![A-Za-z])([GSXYZ])(\d{1,4})(?=国道|省道|县道|乡道|高速|线)",
         lambda m: m.group(1) + digits(m.group(2), yao=True),
         t,
     )
 
     # dates and years
-    t = _sub(r"(?<!\d)(\d{4})[-/.年](\d{1,2})[-/.月](\d{1,2})(?:日|号|(?!\d))", _date, t)
-    t = _sub(
+    t = re.sub(r"(?<!\d)(\d{4})[-/.年](\d{1,2})[-/.月](\d{1,2})(?:日|号|(?!\d))", _date, t)
+    t = re.sub(
         r"(?<!\d)(\d{4})\s*" + _RANGE + r"\s*(\d{4})年", lambda m: f"{digits(m.group(1))}到{digits(m.group(2))}年", t
     )
-    t = _sub(r"(?<![\d.])(\d{4})(?=年(?!级))", lambda m: digits(m.group(1)), t)
-    t = _sub(r"(?<=[日号月年])\s*[-~～]\s*(?=\d)", "到", t)
+    t = re.sub(r"(?<![\d.])(\d{4})(?=年(?!级))", lambda m: digits(m.group(1)), t)
+    t = re.sub(r"(?<=[日号月年])\s*[-~～]\s*(?=\d)", "到", t)
 
     # clock times
-    t = _sub(r"(?<!\d)(\d{1,2}):(\d{2})(?::(\d{2}))?(?!\d)", _time, t)
-    t = _sub(rf"(?<=[点分秒])\s*[-~～]\s*(?=[{_CN_NUM}])", "到", t)
+    t = re.sub(r"(?<!\d)(\d{1,2}):(\d{2})(?::(\d{2}))?(?!\d)", _time, t)
+    t = re.sub(rf"(?<=[点分秒])\s*[-~～]\s*(?=[{_CN_NUM}])", "到", t)
 
     # temperatures
-    t = _sub(
+    t = re.sub(
         rf"(-?{_NUM})\s*{_RANGE}\s*(-?{_NUM})\s*(?:℃|度)",
         lambda m: f"{_temperature(m.group(1))}到{_temperature(m.group(2))}摄氏度",
         t,
     )
-    t = _sub(rf"(-?{_NUM})\s*℃", lambda m: _temperature(m.group(1)) + "摄氏度", t)
+    t = re.sub(rf"(-?{_NUM})\s*℃", lambda m: _temperature(m.group(1)) + "摄氏度", t)
     t = t.replace("℃", "摄氏度")
 
     # percentages
-    t = _sub(rf"({_NUM})\s*%\s*{_RANGE}\s*({_NUM})\s*%", _percent_range, t)
-    t = _sub(rf"({_NUM})\s*{_RANGE}\s*({_NUM})\s*%", lambda m: f"百分之{number(m.group(1))}到{number(m.group(2))}", t)
-    t = _sub(rf"({_NUM})\s*%", lambda m: "百分之" + number(m.group(1)), t)
-    t = _sub(rf"({_NUM})\s*‰", lambda m: "千分之" + number(m.group(1)), t)
+    t = re.sub(rf"({_NUM})\s*%\s*{_RANGE}\s*({_NUM})\s*%", _percent_range, t)
+    t = re.sub(rf"({_NUM})\s*{_RANGE}\s*({_NUM})\s*%", lambda m: f"百分之{number(m.group(1))}到{number(m.group(2))}", t)
+    t = re.sub(rf"({_NUM})\s*%", lambda m: "百分之" + number(m.group(1)), t)
+    t = re.sub(rf"({_NUM})\s*‰", lambda m: "千分之" + number(m.group(1)), t)
 
     # speeds and flows (before plain units, which would eat the "km")
     rng = rf"({_NUM})(?:\s*{_RANGE}\s*({_NUM}))?\s*"
     kmh = r"(?:km/h|km/小时|公里/小时|千米/小时|公里每小时)"
-    t = _sub(r"(?<=时速)\s*" + rng + kmh, _speed("", "公里"), t)
-    t = _sub(rng + kmh, _speed("每小时", "公里"), t)
-    t = _sub(rng + r"(?:m/s|米/秒|米每秒)", _speed("每秒", "米"), t)
-    t = _sub(rng + r"(?:m³/s|m3/s|立方米/秒)", lambda m: _speed("", "立方米每秒")(m), t)
-    t = _sub(rng + rf"({_UNIT_RE})(?![A-Za-z])", _unit, t)
+    t = re.sub(r"(?<=时速)\s*" + rng + kmh, _speed("", "公里"), t)
+    t = re.sub(rng + kmh, _speed("每小时", "公里"), t)
+    t = re.sub(rng + r"(?:m/s|米/秒|米每秒)", _speed("每秒", "米"), t)
+    t = re.sub(rng + r"(?:m³/s|m3/s|立方米/秒)", _speed("", "立方米每秒"), t)
+    t = re.sub(rng + rf"({_UNIT_RE})(?![A-Za-z])", _unit, t)
 
     # counted things: 2个 -> 两个, 2万 -> 两万
-    t = _sub(rf"(?<![\d.第])2(?=[万亿千百]|(?:{'|'.join(_LIANG_WORDS)}))", "两", t)
+    t = re.sub(rf"(?<![\d.第])2(?=[万亿千百]|(?:{'|'.join(_LIANG_WORDS)}))", "两", t)
     # remaining ranges of plain numbers: 3-5级 -> 三到五级
-    t = _sub(
+    t = re.sub(
         rf"(?<![\d.])({_NUM})\s*[-~～]\s*({_NUM})(?![\d.])", lambda m: f"{number(m.group(1))}到{number(m.group(2))}", t
     )
     # signed numbers where a minus is plainly meant
-    t = _sub(rf"(?<![\w.])-({_NUM})", lambda m: "负" + number(m.group(1)), t)
-    t = _sub(r"\d+(?:\.\d+)?", lambda m: decimal(m.group(0)) if "." in m.group(0) else number(m.group(0)), t)
+    t = re.sub(rf"(?<![\w.])-({_NUM})", lambda m: "负" + number(m.group(1)), t)
+    t = re.sub(r"\d+(?:\.\d+)?", lambda m: decimal(m.group(0)) if "." in m.group(0) else number(m.group(0)), t)
     return _tidy(t)
 
 
 def _tidy(t: str) -> str:
     """Chinese punctuation, no stray symbols, single spaces only between Latin words."""
-    t = _sub(r"(?<=[\u4e00-\u9fff])\s*,\s*", "，", t)
-    t = _sub(r"(?<=[\u4e00-\u9fff])\s*:\s*", "：", t)
-    t = _sub(r"(?<=[\u4e00-\u9fff])\.(?!\w)", "。", t)
-    t = _sub(r"[/~+\-_]", " ", t)
-    t = _sub(r"\s+", " ", t)
-    t = _sub(r"\s*([，。、！？；：“”《》（）…])\s*", r"\1", t)
-    t = _sub(r"(?<=[\u4e00-\u9fff])\s+(?=[\u4e00-\u9fff])", "", t)
-    t = _sub(r"(?<=[\u4e00-\u9fff])\s+(?=[A-Za-z])|(?<=[A-Za-z])\s+(?=[\u4e00-\u9fff])", "", t)
-    t = _sub(r"([，。！？；、])[，。！？；、]+", r"\1", t)
-    t = _sub(r"^[，。！？；、：\s]+", "", t)
+    t = re.sub(r"(?<=[\u4e00-\u9fff])\s*,\s*", "，", t)
+    t = re.sub(r"(?<=[\u4e00-\u9fff])\s*:\s*", "：", t)
+    t = re.sub(r"(?<=[\u4e00-\u9fff])\.(?!\w)", "。", t)
+    t = re.sub(r"[/~+\-_]", " ", t)
+    t = re.sub(r"\s+", " ", t)
+    t = re.sub(r"\s*([，。、！？；：“”《》（）…])\s*", r"\1", t)
+    t = re.sub(r"(?<=[\u4e00-\u9fff])\s+(?=[\u4e00-\u9fff])", "", t)
+    t = re.sub(r"(?<=[\u4e00-\u9fff])\s+(?=[A-Za-z])|(?<=[A-Za-z])\s+(?=[\u4e00-\u9fff])", "", t)
+    t = re.sub(r"([，。！？；、])[，。！？；、]+", r"\1", t)
+    t = re.sub(r"^[，。！？；、：\s]+", "", t)
     t = t.replace("%", "").replace("°", "度").replace("‰", "")
     return t.strip()

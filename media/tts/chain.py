@@ -26,7 +26,6 @@ class Spoken:
     engine: str
     voice: str
     first_audio_s: float  # from the start of the successful engine's attempt
-    synth_s: float  # wall time of the successful attempt
     attempts: list[dict[str, object]]  # one entry per engine tried before it (failures)
 
 
@@ -124,7 +123,6 @@ def speak(chunks: list[str], config: MediaConfig, work: Path, *, voice: str | No
             engine=name,
             voice=vid,
             first_audio_s=first,
-            synth_s=ended - job.started_at,
             attempts=attempts,
         )
     raise errors.tts_failed(attempts)

@@ -12,6 +12,7 @@ from werkzeug.datastructures import FileStorage
 from werkzeug.test import encode_multipart
 
 from broadcast.models import AuditEvent, Clip
+from tests.audio import espeak_wav
 from tests.broadcast.conftest import auth, seed_county
 from tests.broadcast.test_api import assert_error, count
 from tests.conftest import free_port, make_app
@@ -33,13 +34,7 @@ FORMATS = {
 @pytest.fixture(scope="module")
 def speech(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A few seconds of real espeak-ng Mandarin as a WAV."""
-    from media import MediaConfig
-    from media.tts import SynthJob
-    from media.tts.espeak import EspeakEngine
-
-    work = tmp_path_factory.mktemp("speech")
-    job = SynthJob(chunks=[SPEECH_TEXT], voice="cmn", rate=1.0, out_dir=work, config=MediaConfig())
-    return EspeakEngine().synthesize(job).path
+    return espeak_wav(tmp_path_factory.mktemp("speech"), SPEECH_TEXT)
 
 
 @pytest.fixture(scope="module")

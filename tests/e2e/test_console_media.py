@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from tests.audio import espeak_wav
 from tests.conftest import free_port
 from tests.e2e.procs import Proc, exe, url_up, wait_for
 from tests.e2e.test_console import CHROMIUM, CHROMIUM_ARGS
@@ -42,16 +43,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
         proc.stop()
 
 
-def speech_wav(folder: Path, text: str) -> Path:
-    """Real espeak-ng Mandarin as a WAV file."""
-    from media import MediaConfig
-    from media.tts import SynthJob
-    from media.tts.espeak import EspeakEngine
-
-    job = SynthJob(chunks=[text], voice="cmn", rate=1.0, out_dir=folder, config=MediaConfig())
-    return EspeakEngine().synthesize(job).path
-
-
 @pytest.fixture(scope="module")
 def page(server: dict[str, Any]) -> Iterator[Any]:
     """A logged-in page in Chromium whose fake microphone speaks Mandarin."""
@@ -59,7 +50,7 @@ def page(server: dict[str, Any]) -> Iterator[Any]:
         pytest.skip("chromium not installed (Debian package `chromium`)")
     from playwright.sync_api import sync_playwright
 
-    mic = speech_wav(server["tmp"], "我是村委会，请大家注意防火，不要在山上烧纸。")
+    mic = espeak_wav(server["tmp"], "我是村委会，请大家注意防火，不要在山上烧纸。")
     with sync_playwright() as p:
         args = [*CHROMIUM_ARGS, *FAKE_MIC, f"--use-file-for-fake-audio-capture={mic}"]
         browser = p.chromium.launch(executable_path=CHROMIUM, args=args)
@@ -124,7 +115,7 @@ def test_empty_text_shows_the_error(page: Any, server: dict[str, Any]) -> None:
 def test_upload_shows_progress_then_preview(page: Any, server: dict[str, Any], tmp_path: Path) -> None:
     from tests.media.conftest import convert
 
-    m4a = convert(speech_wav(tmp_path, "村民们请注意防火。"), tmp_path / "memo.m4a", "m4a")
+    m4a = convert(espeak_wav(tmp_path, "村民们请注意防火。"), tmp_path / "memo.m4a", "m4a")
     page.goto(server["base"] + "/")
     page.click(".tab[data-tab=upload]")
     page.set_input_files("#file", str(m4a))

@@ -12,8 +12,9 @@ import pytest
 
 from media import MediaConfig, MediaStore
 from media.runner import ffmpeg_exe
-from media.tts import SynthJob
-from media.tts.espeak import EspeakEngine
+from tests.audio import espeak_wav, ffmpeg, read_wav_mono, write_wav
+
+__all__ = ["FORMAT_ARGS", "SPEECH_TEXT", "convert", "ffmpeg", "read_wav_mono", "stream_info", "write_wav"]
 
 SPEECH_TEXT = "各位村民请注意，今天下午十四点三十分将有八级大风，请大家关好门窗，注意安全。"
 
@@ -31,51 +32,10 @@ FORMAT_ARGS: dict[str, list[str]] = {
 }
 
 
-def ffmpeg(*args: str) -> None:
-    """Run the bundled ffmpeg quietly; fail the test on error."""
-    subprocess.run([ffmpeg_exe(), "-nostdin", "-hide_banner", "-loglevel", "error", "-y", *args], check=True)
-
-
 def convert(src: Path, dest: Path, fmt: str, *pre: str) -> Path:
     """Encode SRC into DEST in upload format FMT (optionally with extra filters/options PRE)."""
     ffmpeg("-i", str(src), *pre, *FORMAT_ARGS[fmt], str(dest))
     return dest
-
-
-def write_wav(path: Path, samples: np.ndarray, sample_rate: int) -> Path:
-    """Write float samples (n,) or (n, channels) as 16-bit PCM WAV, clipping like a real recorder."""
-    data = np.asarray(samples, dtype=np.float64)
-    channels = 1 if data.ndim == 1 else data.shape[1]
-    pcm = (np.clip(data, -1.0, 1.0) * 32767).astype("<i2")
-    raw = path.with_suffix(".s16")
-    pcm.tofile(raw)
-    ffmpeg("-f", "s16le", "-ar", str(sample_rate), "-ac", str(channels), "-i", str(raw), "-c:a", "pcm_s16le", str(path))
-    raw.unlink()
-    return path
-
-
-def read_wav_mono(path: Path, sample_rate: int) -> np.ndarray:
-    """Decode any file to mono float samples at SAMPLE_RATE."""
-    out = subprocess.run(
-        [
-            ffmpeg_exe(),
-            "-nostdin",
-            "-loglevel",
-            "error",
-            "-i",
-            str(path),
-            "-ac",
-            "1",
-            "-ar",
-            str(sample_rate),
-            "-f",
-            "f32le",
-            "-",
-        ],
-        check=True,
-        capture_output=True,
-    ).stdout
-    return np.frombuffer(out, dtype="<f4").astype(np.float64)
 
 
 def stream_info(path: Path) -> tuple[int, str]:
@@ -89,9 +49,7 @@ def stream_info(path: Path) -> tuple[int, str]:
 @pytest.fixture(scope="session")
 def speech_wav(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """About 9 s of real espeak-ng Mandarin (22.05 kHz mono WAV), shared by the session."""
-    work = tmp_path_factory.mktemp("speech")
-    job = SynthJob(chunks=[SPEECH_TEXT], voice="cmn", rate=1.0, out_dir=work, config=MediaConfig())
-    return EspeakEngine().synthesize(job).path
+    return espeak_wav(tmp_path_factory.mktemp("speech"), SPEECH_TEXT)
 
 
 @pytest.fixture(scope="session")
