@@ -47,10 +47,9 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-import imageio_ffmpeg
-
 from speakers import protocol
 from speakers.broker import EmbeddedBroker
+from speakers.ffmpeg import run_ffmpeg
 from speakers.mediaserver import MediaServer
 from speakers.messages import Receipt, State
 from speakers.mosquitto_proc import MosquittoProcess, free_port
@@ -415,10 +414,9 @@ class RealServer:
 def make_clip(folder: Path, seconds: float) -> tuple[Path, str, int]:
     """A speech-band tone as MP3 (what the media pipeline would deliver)."""
     path = folder / "clip.mp3"
-    subprocess.run(
-        [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi",
-         "-i", f"sine=frequency=800:duration={seconds}", "-ac", "1", "-ar", "22050", "-b:a", "48k", str(path)],
-        check=True,
+    run_ffmpeg(
+        ["-y", "-f", "lavfi", "-i", f"sine=frequency=800:duration={seconds}", "-ac", "1", "-ar", "22050",
+         "-b:a", "48k", str(path)],
     )  # fmt: skip
     return path, hashlib.sha256(path.read_bytes()).hexdigest(), int(seconds * 1000)
 

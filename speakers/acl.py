@@ -97,12 +97,17 @@ def filter_within(requested: str, allowed: str) -> bool:
     return len(rparts) == len(aparts)
 
 
-def may_publish(rules: AclRules | None, username: str | None, topic: str) -> bool:
-    """Whether `username` may publish to `topic` (no rules = no restriction)."""
+def _topic_allowed(rules: AclRules | None, username: str | None, topic: str, access: str) -> bool:
+    """Whether one of `username`'s `access` ("read"/"write") filters matches `topic` (no rules = allowed)."""
     if rules is None:
         return True
     entry = rules.get(username or "")
-    return bool(entry) and any(topic_matches(f, topic) for f in entry.get("write", ()))
+    return bool(entry) and any(topic_matches(f, topic) for f in entry.get(access, ()))
+
+
+def may_publish(rules: AclRules | None, username: str | None, topic: str) -> bool:
+    """Whether `username` may publish to `topic` (no rules = no restriction)."""
+    return _topic_allowed(rules, username, topic, "write")
 
 
 def may_subscribe(rules: AclRules | None, username: str | None, topic_filter: str) -> bool:
@@ -115,10 +120,7 @@ def may_subscribe(rules: AclRules | None, username: str | None, topic_filter: st
 
 def may_receive(rules: AclRules | None, username: str | None, topic: str) -> bool:
     """Whether a message on `topic` may be delivered to `username`."""
-    if rules is None:
-        return True
-    entry = rules.get(username or "")
-    return bool(entry) and any(topic_matches(f, topic) for f in entry.get("read", ()))
+    return _topic_allowed(rules, username, topic, "read")
 
 
 def mosquitto_acl_text(rules: AclRules) -> str:

@@ -18,8 +18,3 @@ class SpeakerError(Exception):
 def unavailable(code: str, zh: str, en: str, **details: object) -> SpeakerError:
     """Build an error for a broker, server or device that does not answer."""
     return SpeakerError(code, zh, en, kind="unavailable", **details)
-
-
-def invalid(code: str, zh: str, en: str, **details: object) -> SpeakerError:
-    """Build an error for input that breaks a rule."""
-    return SpeakerError(code, zh, en, kind="invalid", **details)

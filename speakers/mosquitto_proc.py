@@ -112,11 +112,6 @@ class MosquittoProcess:
         self.stop()
         raise unavailable("speakers.mosquitto_failed", "mosquitto 未能及时启动。", "mosquitto did not start in time.")
 
-    def reload(self) -> None:
-        """Make mosquitto re-read its password and ACL files (SIGHUP)."""
-        if self._process is not None:
-            self._process.send_signal(1)
-
     def stop(self) -> None:
         """Terminate mosquitto and wait for it."""
         process, self._process = self._process, None

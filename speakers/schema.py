@@ -23,12 +23,14 @@ _KNOWN = {
     "minLength", "maxLength", "pattern", "minItems", "maxItems", "examples",
 }  # fmt: skip
 
-_TYPES: dict[str, tuple[type, ...]] = {
+_EXACT_TYPES: dict[str, tuple[type, ...]] = {
     "object": (dict,),
     "array": (list,),
     "string": (str,),
     "boolean": (bool,),
     "null": (type(None),),
+    "integer": (int,),  # exact types: json.loads never makes subclasses, and bool is not int here
+    "number": (int, float),
 }
 
 
@@ -49,7 +51,7 @@ def _type_ok(value: Any, name: str) -> bool:
         return isinstance(value, int) and not isinstance(value, bool)
     if name == "number":
         return isinstance(value, int | float) and not isinstance(value, bool)
-    return isinstance(value, _TYPES[name])
+    return isinstance(value, _EXACT_TYPES[name])  # integer and number are done above
 
 
 @cache
@@ -132,15 +134,6 @@ def load_schema(name: str) -> dict[str, Any]:
     return schema
 
 
-_EXACT_TYPES: dict[str, tuple[type, ...]] = {
-    "object": (dict,),
-    "array": (list,),
-    "string": (str,),
-    "boolean": (bool,),
-    "null": (type(None),),
-    "integer": (int,),  # exact types: json.loads never makes subclasses, and bool is not int here
-    "number": (int, float),
-}
 _MISSING = object()
 
 

@@ -120,6 +120,7 @@ class Fleet:
         cache_dir = options.cache_dir or configs[0].cache_dir
         self.cache = MediaCache(cache_dir, options.cache_cap_bytes)
         self.agents: list[Agent] = []
+        self.cache.pinned = self._pinned  # the shared cache keeps what any of the speakers needs
         self.work = WorkQueue(options.chunk)
         self.timers = Timers()
 
@@ -149,7 +150,6 @@ class Fleet:
             delay = due - time.monotonic()
             if delay > 0:
                 await asyncio.sleep(delay)
-        self.cache.pinned = self._pinned
         # Thousands of long-lived agents make every full garbage collection scan millions of objects, a
         # pause of a few hundred milliseconds in the middle of a burst: move them out of the collector's
         # sight once they exist, and collect the young generation less often.
@@ -162,10 +162,6 @@ class Fleet:
         for agent in self.agents:
             pinned |= agent.pinned_media()
         return pinned
-
-    def connected(self) -> int:
-        """How many speakers are connected now."""
-        return sum(1 for a in self.agents if a.client is not None and a.client.connected)
 
     def status(self) -> dict[str, object]:
         """A summary for the status line."""

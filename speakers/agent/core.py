@@ -68,10 +68,12 @@ class Agent(Reporter):
         self.config = config
         self.output = output
         self.store = store if store is not None else FileStore(config.state_dir)
-        self.cache = cache or MediaCache(
-            config.cache_dir, config.cache_cap_bytes, timeout_s=config.fetch_timeout_s, ca_file=config.ca_file
-        )
-        self.cache.pinned = self.pinned_media
+        if cache is None:  # a cache of its own; a shared cache's owner decides what it pins
+            cache = MediaCache(
+                config.cache_dir, config.cache_cap_bytes, timeout_s=config.fetch_timeout_s, ca_file=config.ca_file
+            )
+            cache.pinned = self.pinned_media
+        self.cache = cache
         self.pcm = pcm or SHARED_PCM
         self.clock = ClockSync()
         self.planner = Planner(config.quiet_spans(), config.utc_offset_minutes)
@@ -105,6 +107,9 @@ class Agent(Reporter):
         self.command_topics = {protocol.command_topic_for_speaker(prefix, sid)}
         self.command_topics.update(protocol.command_topic_for_region(prefix, code) for code in config.regions)
         self.time_reply_topic = protocol.time_reply_topic(prefix, sid)
+        self.time_request_topic = protocol.time_request_topic(prefix, sid)
+        self.state_topic = protocol.state_topic(prefix, sid)  # retained state topic of this speaker
+        self.receipt_topic = protocol.receipt_topic(prefix, sid)
         self.client: LeanMqttClient | None = None
 
     # -- lifecycle -----------------------------------------------------------------------------------
@@ -142,7 +147,7 @@ class Agent(Reporter):
             self.report("failed", item, reason="interrupted", detail={"began_at": began_at})
         for item in self.planner.pending.values():
             self.engine.prefetch(item)
-        self.engine.replan()
+        self.engine.replan(persist=False)
         self.persist()
         self._every("heartbeat", config.heartbeat_s, self._heartbeat)
 
@@ -183,11 +188,6 @@ class Agent(Reporter):
         self.publish_state()
 
     # -- connection ----------------------------------------------------------------------------------
-
-    @property
-    def state_topic(self) -> str:
-        """Retained state topic of this speaker."""
-        return protocol.state_topic(self.config.topic_prefix, self.config.speaker_id)
 
     def _on_connect(self, session_present: bool) -> None:
         logger.info("%s connected (session present: %s)", self.config.speaker_id, session_present)
@@ -230,8 +230,7 @@ class Agent(Reporter):
             return
         nonce, t1 = self.clock.request()
         request = TimeRequest(self.config.speaker_id, nonce, t1)
-        topic = protocol.time_request_topic(self.config.topic_prefix, self.config.speaker_id)
-        self.client.publish(topic, protocol.dumps(request.to_dict()).encode(), qos=0)
+        self.client.publish(self.time_request_topic, protocol.dumps(request.to_dict()).encode(), qos=0)
 
     def _on_time_reply(self, payload: bytes, t4: float) -> None:
         try:
@@ -248,8 +247,10 @@ class Agent(Reporter):
         try:
             signed = self.verifier.verify_command(payload, self.clock.server_now())
         except RejectedError as rejection:
-            self._rejected(topic, rejection)
-            self.persist()
+            # the anti-replay window is untouched by a rejection: save only when a receipt was queued
+            # (a flood of forgeries must not turn into a flood of fsyncs; the counter rides along later)
+            if self._rejected(topic, rejection):
+                self.persist()
             return
         command = signed.command
         if isinstance(command, Play):
@@ -321,7 +322,7 @@ class Agent(Reporter):
                 self.planner.add(item)
             self.engine.prefetch(item)
         self._ack(signed, detail={"snapshot_id": snapshot.snapshot_id, "items": len(wanted)})
-        self.engine.replan()
+        self.engine.replan(persist=False)  # handle_command persists
 
     def mark_done(self, broadcast_id: str, expires_at: float) -> None:
         """Remember that a broadcast has started or was cancelled: it never starts (again)."""

@@ -54,7 +54,7 @@ class PlaybackEngine:
         """Queue a verified play, start fetching its media, and re-plan."""
         self.agent.planner.add(item)
         self.prefetch(item)
-        self.replan()
+        self.replan(persist=False)  # the command handler persists once it is done
 
     def ready(self, item: PlayItem) -> bool:
         """Media fetched and decoded."""
@@ -116,15 +116,22 @@ class PlaybackEngine:
 
     # -- planning ------------------------------------------------------------------------------------
 
-    def replan(self) -> None:
-        """Ask the planner what to do now and do it; arm the timer for the next decision."""
+    def replan(self, *, persist: bool = True) -> None:
+        """Ask the planner what to do now and do it; arm the timer for the next decision.
+
+        The state is saved once if anything was done, unless `persist` is false (the caller saves it).
+        """
         if self.closed:
             return
         agent = self.agent
         horizon = agent.config.arm_lead_ms / 1000
         now = agent.clock.server_now()
+        acted = False
         for action in agent.planner.tick(now, horizon, self.ready):
             self._execute(action)
+            acted = True
+        if acted and persist:
+            agent.persist()
         if self._wake is not None:
             self._wake.cancel()
             self._wake = None
@@ -144,7 +151,6 @@ class PlaybackEngine:
             # ended when the new play begins, see _begin
             self._pending_preempt = (self.active, self.agent.clock.to_local(action.at))
             self.active = None
-        self.agent.persist()
 
     def volume_for(self, item: PlayItem) -> int:
         """Emergency plays at the maximum; anything else at its own or the device volume, capped."""
@@ -210,8 +216,8 @@ class PlaybackEngine:
         if self.active is active:
             self.active = None
             self.agent.planner.finished()
+        self.replan(persist=False)
         self.agent.persist()
-        self.replan()
 
     def _end(self, active: Active, event: str, at: float, *, by: str | None = None, reason: str | None = None) -> None:
         for timer in active.timers:
@@ -227,7 +233,10 @@ class PlaybackEngine:
         self.agent.report(event, active.item, at=max(at, active.playback.began_at), reason=reason, detail=detail)
 
     def stop(self, broadcast_id: str | None) -> int:
-        """End the matching play now and drop matching queued plays; return how many were affected."""
+        """End the matching play now and drop matching queued plays; return how many were affected.
+
+        The caller persists the state afterwards.
+        """
         agent = self.agent
         count = 0
         active = self.active
@@ -246,8 +255,7 @@ class PlaybackEngine:
                 agent.mark_done(item.broadcast_id, item.expires_at)
                 agent.report("stopped", item, reason="cancelled")
                 count += 1
-        agent.persist()
-        self.replan()
+        self.replan(persist=False)
         return count
 
     def close(self) -> None:

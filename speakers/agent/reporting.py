@@ -23,7 +23,8 @@ OUTBOX_MAX = 2000  # unsent receipts kept while offline (oldest dropped beyond)
 class Reporter:
     """Sends receipts (at least once: kept in the outbox until the broker has them) and state."""
 
-    def _rejected(self: Agent, topic: str, rejection: RejectedError) -> None:
+    def _rejected(self: Agent, topic: str, rejection: RejectedError) -> bool:
+        """Count and report a rejected message; return whether a receipt was queued (rate-limited)."""
         self.rejected_count += 1
         logger.warning("%s: rejected a message on %s: %s", self.config.speaker_id, topic, rejection.reason)
         now = time.monotonic()
@@ -31,11 +32,13 @@ class Reporter:
         if now - start >= 60:
             start, sent = now, 0
         self._reject_budget = (start, sent + 1)
+        send = sent < self.config.rejected_reports_per_minute
         detail = {"topic": topic, **{k: v for k, v in rejection.details.items() if isinstance(v, str | int | float)}}
         self.report(
             "rejected", command_id=rejection.command_id, reason=rejection.reason, detail=detail,
-            send=sent < self.config.rejected_reports_per_minute,
+            send=send,
         )  # fmt: skip
+        return send
 
     def report(
         self: Agent,
@@ -101,8 +104,9 @@ class Reporter:
             for older in held:
                 if older in self.outbox and older != key:
                     self._publish_receipt(older, self.outbox[older])
-        topic = protocol.receipt_topic(self.config.topic_prefix, self.config.speaker_id)
-        self.client.publish(topic, protocol.dumps(data).encode(), qos=1, on_ack=lambda: self.outbox.pop(key, None))
+        self.client.publish(
+            self.receipt_topic, protocol.dumps(data).encode(), qos=1, on_ack=lambda: self.outbox.pop(key, None)
+        )
 
     def state(self: Agent, *, online: bool = True) -> State:
         """This speaker's health now."""

@@ -60,9 +60,6 @@ class Timers:
         """Run fn(*args) after `delay` seconds."""
         return self.call_at(time.time() + delay, fn, *args)
 
-    def __len__(self) -> int:
-        return len(self._heap)
-
     def _arm(self, when: float) -> None:
         if self._armed is not None:
             self._armed.cancel()

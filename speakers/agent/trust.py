@@ -200,8 +200,7 @@ class Verifier:
             raise RejectedError(reason, command_id=command_id, seq=doc["seq"], top=self.window.top)
         if isinstance(command, KeyAnnouncement):
             self._check_announcement(command, trusted, command_id)
-        self.window.accept(command_id, doc["seq"], doc["expires_at"])
-        self.window.prune(now)
+        self.window.accept(command_id, doc["seq"], doc["expires_at"])  # expired ids: pruned by the heartbeat
         return protocol.SignedCommand(
             id=command_id,
             seq=doc["seq"],
