@@ -64,6 +64,13 @@ def acl_rules(prefix: str, speakers: Iterable[SpeakerAccess], server_user: str) 
     return rules
 
 
+def server_accounts(rules: AclRules | None) -> set[str]:
+    """Accounts with a wildcard write rule: the server's (a speaker writes only its own literal topics)."""
+    if not rules:
+        return set()
+    return {user for user, entry in rules.items() if any("+" in f or "#" in f for f in entry.get("write", ()))}
+
+
 def topic_matches(topic_filter: str, topic: str) -> bool:
     """True when `topic` matches the MQTT filter (with + and # wildcards)."""
     fparts = topic_filter.split("/")

@@ -10,7 +10,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from amqtt.adapters import ReaderAdapter, WriterAdapter
 from amqtt.broker import Broker
+from amqtt.errors import MQTTError
+from amqtt.mqtt.connack import NOT_AUTHORIZED, ConnackPacket
+from amqtt.mqtt.protocol.broker_handler import BrokerProtocolHandler
+from amqtt.session import Session
+from amqtt.utils import gen_client_id
 
 from speakers.acl import AclRules
 from speakers.broker_plugins import LIVE_RULES
@@ -23,6 +29,8 @@ logger = logging.getLogger(__name__)
 for _name in ("amqtt", "transitions"):
     if logging.getLogger(_name).level == logging.NOTSET:
         logging.getLogger(_name).setLevel(logging.WARNING)
+# A failed start (a port in use) is raised to the caller as one clear error; amqtt's own traceback of it is noise.
+logging.getLogger("amqtt.broker").addFilter(lambda record: record.getMessage() != "Broker startup failed")
 
 
 class _SnapshotDict(dict):  # type: ignore[type-arg]
@@ -38,7 +46,7 @@ class _SnapshotDict(dict):  # type: ignore[type-arg]
 
 
 class _Broker(Broker):
-    """amqtt's broker with two fixes for 0.12 (see _SnapshotDict and the method below)."""
+    """amqtt's broker with fixes for 0.12 (see _SnapshotDict and the methods below)."""
 
     def __init__(self, config: dict[str, Any], loop: asyncio.AbstractEventLoop) -> None:
         super().__init__(config, loop=loop)
@@ -56,6 +64,48 @@ class _Broker(Broker):
             self.writers.discard(writer)
             writer.close()
 
+    async def _initialize_client_session(
+        self, reader: ReaderAdapter, writer: WriterAdapter, remote_address: str, remote_port: int
+    ) -> tuple[BrokerProtocolHandler, Session]:
+        """Read the CONNECT and authenticate it *before* it may touch an existing session.
+
+        amqtt 0.12 deletes (clean session) or rewrites (will, credentials) the session of the client id a
+        CONNECT names, and takes over its connection, before authenticating it: any account, or a wrong
+        password, could silence a speaker or the worker for good by connecting with its client id.
+        """
+        handler, incoming = await BrokerProtocolHandler.init_from_connect(reader, writer, self.plugins_manager)
+        existing = self._sessions.get(incoming.client_id or "", (None, None))[0]
+        refused = not await self._authenticate(incoming, self.listeners_config["default"])
+        if not refused and existing is not None and (existing.username or None) != (incoming.username or None):
+            logger.warning(
+                "embedded broker: %r may not take over the session of %r (client %s)",
+                incoming.username, existing.username, incoming.client_id,
+            )  # fmt: skip
+            refused = True
+        if refused:
+            await ConnackPacket.build(0, NOT_AUTHORIZED).to_stream(writer)
+            await writer.close()
+            raise MQTTError(f"CONNECT of {incoming.client_id!r} refused")
+        # from here on as amqtt does it (broker.py, Broker._initialize_client_session)
+        if incoming.clean_session:
+            if incoming.client_id:
+                await self._delete_session(incoming.client_id)
+            else:
+                incoming.client_id = gen_client_id()
+            incoming.parent = 0
+        elif existing is not None:
+            for name in ("will_flag", "will_message", "will_topic", "will_qos", "keep_alive", "username", "password"):
+                setattr(existing, name, getattr(incoming, name))
+            existing.will_retain = incoming.will_retain
+            incoming = existing
+            incoming.parent = 1
+        else:
+            incoming.parent = 0
+        delay = self.config.get("timeout-disconnect-delay", 0)
+        if incoming.keep_alive > 0 and isinstance(delay, int):
+            incoming.keep_alive += delay
+        return handler, incoming
+
     async def _publish_retained_messages_for_subscription(self, subscription: tuple[str, int], session: Any) -> None:
         # amqtt 0.12 calls this on every connect for *every* filter any client subscribed to, leaking other
         # clients' retained messages (past the ACL) and costing O(filters x retained) per connect. Only a
@@ -70,7 +120,10 @@ class EmbeddedBroker:
 
     With `password_file` (Mosquitto "$7$" format) only known accounts may connect; with `acl` (or
     `acl_file`, Mosquitto ACL format) each account may only use its topics. Both are re-read live:
-    the password file when it changes on disk, the rules through `set_acl()`.
+    the password file when it changes on disk, the rules through `set_acl()`. An account is an
+    identity: a speaker account must use its user name as client id (`server_users`, or else the
+    accounts with wildcard write rules, may use any), no CONNECT may take over another account's
+    session, and a last will must be on a topic the account may publish to.
     """
 
     def __init__(
@@ -81,6 +134,7 @@ class EmbeddedBroker:
         password_file: Path | None = None,
         acl: AclRules | None = None,
         acl_file: Path | None = None,
+        server_users: list[str] | None = None,
         start_timeout: float = 10.0,
     ) -> None:
         self.host = host
@@ -90,6 +144,8 @@ class EmbeddedBroker:
             acl = parse_mosquitto_acl(Path(acl_file).read_text(encoding="utf-8"))
         self._acl_key = uuid.uuid4().hex
         self._has_acl = acl is not None
+        # the server's accounts may use any client id; None = those with wildcard write rules in the ACL
+        self.server_users = list(server_users or [])
         LIVE_RULES[self._acl_key] = acl
         self._start_timeout = start_timeout
         self._thread: threading.Thread | None = None
@@ -125,6 +181,12 @@ class EmbeddedBroker:
             plugins["speakers.broker_plugins.PasswordFileAuth"] = {"password_file": str(self.password_file)}
         else:
             plugins["amqtt.plugins.authentication.AnonymousAuthPlugin"] = {"allow_anonymous": True}
+        if self.password_file is not None or self._has_acl:
+            plugins["speakers.broker_plugins.IdentityAuth"] = {
+                "rules_key": self._acl_key,
+                "server_users": ",".join(self.server_users),
+                "bind_client_ids": self.password_file is not None,
+            }
         if self._has_acl:
             plugins["speakers.broker_plugins.AclRulesPlugin"] = {"rules_key": self._acl_key}
         return {
@@ -156,7 +218,8 @@ class EmbeddedBroker:
         try:
             loop.run_until_complete(self._start_broker())
         except Exception as exc:
-            logger.exception("embedded broker failed to start")
+            # start() raises a clear error to the caller; the traceback is only for debugging
+            logger.debug("embedded broker failed to start", exc_info=True)
             self._error = exc
             self._ready.set()
             self._close_loop(loop)

@@ -1,4 +1,4 @@
-"""amqtt plugins of the embedded broker: Mosquitto "$7$" password file and topic ACL rules."""
+"""amqtt plugins of the embedded broker: Mosquitto "$7$" password file, account identity, topic ACL rules."""
 
 from __future__ import annotations
 
@@ -55,6 +55,39 @@ class PasswordFileAuth(BaseAuthPlugin):
         if not ok:
             logger.info("embedded broker: refused %r (client %s)", session.username, session.client_id)
         return ok
+
+
+class IdentityAuth(BaseAuthPlugin):
+    """A broker account is an identity: refuse a CONNECT that would let one account act as another.
+
+    - a speaker account (not one of the server's) must use its user name as its client id, so it can never
+      take over another speaker's session nor the server's (`vb-worker-...`) ones;
+    - the last will must be a topic the account may publish to (and obeys the ACL like any publish).
+    The server's accounts are `server_users`, or else every account with a wildcard write rule.
+    """
+
+    @dataclass
+    class Config:
+        """Plugin settings."""
+
+        rules_key: str = ""  # key into LIVE_RULES
+        server_users: str = ""  # comma-separated user names allowed any client id
+        bind_client_ids: bool = True  # False: anonymous brokers without accounts
+
+    async def authenticate(self, *, session: Session) -> bool | None:
+        """Refuse a foreign client id or a will outside the account's topics."""
+        rules = LIVE_RULES.get(self.config.rules_key)
+        user = session.username or "anonymous"
+        servers = {u for u in self.config.server_users.split(",") if u} or acl.server_accounts(rules)
+        if self.config.bind_client_ids and session.username and user not in servers and session.client_id != user:
+            logger.warning(
+                "embedded broker: refused %r using the client id %r of another account", user, session.client_id
+            )
+            return False
+        if session.will_flag and not acl.may_publish(rules, user, session.will_topic or ""):
+            logger.warning("embedded broker: refused %r with a last will on %s", user, session.will_topic)
+            return False
+        return True
 
 
 class AclRulesPlugin(BaseTopicPlugin):

@@ -23,7 +23,7 @@ from speakers.agent.outputs import create_output
 from speakers.config import AgentConfig
 from speakers.errors import SpeakerError
 from speakers.protocol import DEFAULT_PREFIX
-from speakers.simulator import FleetOptions, generated_fleet, load_fleet, run_fleet, run_processes
+from speakers.simulator import FleetOptions, die_with_parent, generated_fleet, load_fleet, run_fleet, run_processes
 
 logger = logging.getLogger("speakers.cli")
 
@@ -172,6 +172,8 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     try:
+        if args.command == "simulate":
+            die_with_parent()  # a simulator never outlives whoever started it (e.g. `broadcast run`)
         if args.command == "simulate" and args.processes > 1 and not args.slice:
             return run_processes(sys.argv[1:] if argv is None else argv, args.processes)
         asyncio.run(_run(args) if args.command == "run" else _simulate(args))

@@ -8,8 +8,18 @@ import tempfile
 from pathlib import Path
 
 
-def atomic_write(path: Path, data: bytes | str, *, mode: int | None = None, durable: bool = True) -> None:
-    """Replace `path` with `data` so a crash leaves either the old or the new file, never a torn one."""
+def atomic_write(
+    path: Path,
+    data: bytes | str,
+    *,
+    mode: int | None = None,
+    durable: bool = True,
+    owner: tuple[int, int] | None = None,
+) -> None:
+    """Replace `path` with `data` so a crash leaves either the old or the new file, never a torn one.
+
+    `mode` and `owner` (uid, gid) are set before the rename, so the file never appears without them.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     raw = data.encode("utf-8") if isinstance(data, str) else data
@@ -17,6 +27,8 @@ def atomic_write(path: Path, data: bytes | str, *, mode: int | None = None, dura
     try:
         if mode is not None:
             os.fchmod(fd, mode)
+        if owner is not None:
+            os.fchown(fd, *owner)
         with os.fdopen(fd, "wb") as fh:
             fh.write(raw)
             fh.flush()

@@ -89,6 +89,14 @@ class Play(Command):
     repeat: int = 1
     repeat_gap_ms: int = 2000
     title: str | None = None
+    media_b64: str | None = None  # the whole clip inline (small clips: emergency and tones), no fetch needed
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the JSON-ready `cmd` object (media_b64 only when present)."""
+        data = dataclasses.asdict(self)
+        if data["media_b64"] is None:
+            del data["media_b64"]
+        return data
 
 
 @dataclass(frozen=True)
@@ -230,6 +238,7 @@ class State:
     cache_bytes: int = 0
     cache_cap_bytes: int = 0
     rejected_count: int = 0
+    cache_repairs: int = 0  # cached media found corrupt (hash changed) and fetched again
     volume: int = 0
     output: str | None = None
     last_error: str | None = None

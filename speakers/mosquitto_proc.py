@@ -10,6 +10,7 @@ import socket
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 from speakers.errors import SpeakerError, unavailable
 from speakers.fsutil import atomic_write
@@ -43,6 +44,8 @@ class MosquittoProcess:
         password_file: Path | None = None,
         acl_file: Path | None = None,
         max_connections: int = -1,
+        conf_file: Path | None = None,
+        server_port: int | None = None,
     ) -> None:
         self.workdir = Path(workdir)
         self.host = host
@@ -50,7 +53,24 @@ class MosquittoProcess:
         self.password_file = password_file
         self.acl_file = acl_file
         self.max_connections = max_connections
+        self.conf_file = Path(conf_file) if conf_file is not None else None  # run as is instead of ours
+        self.server_port = server_port
         self._process: subprocess.Popen[bytes] | None = None
+
+    @classmethod
+    def generated(cls, folder: Path, listeners: Any) -> MosquittoProcess:
+        """Run `folder/village-broadcast.conf` as `write_mosquitto_files` wrote it (speakers at `url`)."""
+        return cls(
+            folder,
+            port=listeners.speaker_port,
+            conf_file=Path(folder) / "village-broadcast.conf",
+            server_port=listeners.server_port,
+        )
+
+    @property
+    def server_url(self) -> str:
+        """mqtt://host:port of the server's listener (generated configuration only)."""
+        return f"mqtt://{self.host}:{self.server_port or self.port}"
 
     @property
     def url(self) -> str:
@@ -89,14 +109,17 @@ class MosquittoProcess:
                 f"mosquitto not found (set {ENV_OVERRIDE} or install it).",
                 kind="unavailable",
             )
-        conf = self.workdir / "mosquitto.conf"
-        atomic_write(conf, self.config_text(), durable=False)
+        conf = self.conf_file
+        if conf is None:
+            conf = self.workdir / "mosquitto.conf"
+            atomic_write(conf, self.config_text(), durable=False)
         command = [binary, "-c", str(conf)]
         logger.debug("running %s", shlex.join(command))
         log = self.workdir / "mosquitto.log"
         with open(log, "ab") as errors:
             self._process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=errors)
         deadline = time.monotonic() + timeout
+        ports = [self.port] + ([self.server_port] if self.server_port else [])
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
                 stderr = log.read_text(encoding="utf-8", errors="replace")[-2000:]
@@ -105,8 +128,10 @@ class MosquittoProcess:
                     "speakers.mosquitto_failed", f"mosquitto 启动失败：{stderr}", f"mosquitto failed: {stderr}"
                 )
             try:
-                with socket.create_connection((self.host, self.port), timeout=0.2):
-                    return
+                for port in ports:
+                    with socket.create_connection((self.host, port), timeout=0.2):
+                        pass
+                return
             except OSError:
                 time.sleep(0.05)
         self.stop()

@@ -39,14 +39,15 @@ from speakers.messages import (  # re-exported: the protocol's public names live
     Volume,
     priority_rank,
 )
+from speakers.schema import SchemaError, validate
 from speakers.signing import COMMAND_CONTEXT, TIME_CONTEXT, KeyPair
 
 __all__ = [
     "COMMAND_TYPES", "DEFAULT_PREFIX", "EVENTS", "PRIORITIES", "PROTOCOL_VERSION", "REJECT_REASONS",
     "Command", "KeyAnnouncement", "Ping", "Play", "Receipt", "ScheduleSnapshot", "ScheduledPlay",
     "SignedCommand", "State", "Stop", "Target", "TimeReply", "TimeRequest", "TimeSync", "Volume",
-    "command_topic_for_region", "command_topic_for_speaker", "dumps", "encode_command", "encode_time_reply",
-    "priority_rank", "receipt_topic", "state_topic", "time_reply_topic", "time_request_topic",
+    "check_command", "command_topic_for_region", "command_topic_for_speaker", "dumps", "encode_command",
+    "encode_time_reply", "priority_rank", "receipt_topic", "state_topic", "time_reply_topic", "time_request_topic",
 ]  # fmt: skip
 
 PROTOCOL_VERSION = 1
@@ -233,3 +234,27 @@ def decode_signature(text: str) -> bytes | None:
     except (binascii.Error, ValueError):
         return None
     return raw if len(raw) == 64 else None
+
+
+def _validate_at(value: Any, name: str, where: str) -> None:
+    """Validate against schema `name`, reporting paths below `where` (e.g. `$.items[0].play.title`)."""
+    try:
+        validate(value, name)
+    except SchemaError as exc:
+        raise SchemaError(where + exc.path.removeprefix("$"), exc.problem) from None
+
+
+def check_command(kind: str, cmd: dict[str, Any]) -> None:
+    """Check a command's `cmd` object exactly as every speaker will, before it is stored or signed.
+
+    Raises:
+        SchemaError: naming the field (`$.title` too long, `$.items[2].play.expires_at` missing, ...).
+    """
+    if kind not in COMMAND_TYPES:
+        raise SchemaError("$.type", f"unknown command type {kind!r}")
+    _validate_at(cmd, kind, "$")
+    if kind == "schedule":
+        for i, item in enumerate(cmd["items"]):
+            _validate_at(item["play"], "play", f"$.items[{i}].play")
+            if item["play"].get("expires_at") is None:
+                raise SchemaError(f"$.items[{i}].play.expires_at", "required in a schedule")

@@ -156,11 +156,21 @@ class ReceiptConsumer:
         self.transport.subscribe(protocol.receipt_topic(self.prefix), self._on_receipt, qos=1)
         self.transport.subscribe(protocol.state_topic(self.prefix), self._on_state, qos=1)
 
-    def stop(self) -> None:
-        """Unsubscribe, deliver what is already queued, and stop the dispatch thread."""
+    def stop(self, *, keep_session: bool = True) -> None:
+        """Deliver what is already queued and stop the dispatch thread.
+
+        On a persistent session the subscriptions are kept (unless `keep_session` is false), so the broker
+        queues receipts while the worker restarts; a clean session unsubscribes.
+        """
         if self._thread is None:
             return
-        for topic in (protocol.receipt_topic(self.prefix), protocol.state_topic(self.prefix)):
+        persistent = bool(getattr(self.transport, "persistent", False))
+        topics = (
+            ()
+            if keep_session and persistent
+            else (protocol.receipt_topic(self.prefix), protocol.state_topic(self.prefix))
+        )
+        for topic in topics:
             try:
                 self.transport.unsubscribe(topic)
             except Exception:  # the broker may already be gone; we are stopping anyway

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
+import ctypes.util
 import gc
 import json
 import logging
@@ -201,6 +203,38 @@ async def run_fleet(configs: list[AgentConfig], options: FleetOptions, stop: asy
         starter.cancel()
         await asyncio.gather(starter, return_exceptions=True)
         await fleet.stop()
+
+
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def die_with_parent(on_orphaned: Any = None, *, poll_s: float = 1.0) -> bool:
+    """Make this process end when its parent dies (even by SIGKILL): no simulator outlives `broadcast run`.
+
+    Linux: the kernel sends SIGTERM at the parent's death (prctl PR_SET_PDEATHSIG), which the CLI turns
+    into a clean stop. As a fallback (other systems, or a parent thread that exits first) a daemon thread
+    watches getppid() and calls `on_orphaned` (default: SIGTERM to itself). Returns False when there is no
+    parent to follow (started by init).
+    """
+    parent = os.getppid()
+    if parent == 1:
+        return False
+    libc_name = ctypes.util.find_library("c")
+    if sys.platform.startswith("linux") and libc_name:
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(libc_name, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    action = on_orphaned or (lambda: os.kill(os.getpid(), signal.SIGTERM))
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(poll_s)  # a bounded, cheap poll: nothing to wait on for another process's death
+        logger.warning("parent process %d is gone: stopping", parent)
+        action()
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+    if os.getppid() != parent:  # it died before the prctl took effect
+        action()
+    return True
 
 
 def run_processes(argv: list[str], processes: int) -> int:

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,23 +67,30 @@ class PcmCache:
         with self._lock:
             return self._items.get(sha256)
 
-    def decode_future(self, sha256: str, path: Path) -> asyncio.Future[Pcm]:
-        """Decode in a worker thread, once per hash however many speakers ask."""
+    def decode_future(
+        self, sha256: str, path: Path, check: Callable[[str], object] | None = None
+    ) -> asyncio.Future[Pcm]:
+        """Decode in a worker thread, once per hash however many speakers ask.
+
+        `check(sha256)` runs in that thread before the file is read (the cache's hash check) and may raise.
+        """
         future = self._inflight.get(sha256)
         if future is None:
             loop = asyncio.get_running_loop()
-            future = asyncio.ensure_future(loop.run_in_executor(None, self.get, sha256, path))
+            future = asyncio.ensure_future(loop.run_in_executor(None, self.get, sha256, path, check))
             self._inflight[sha256] = future
             future.add_done_callback(lambda _f: self._inflight.pop(sha256, None))
         return future
 
-    def get(self, sha256: str, path: Path) -> Pcm:
-        """Decoded audio of the cached file `path` (whose hash is `sha256`)."""
+    def get(self, sha256: str, path: Path, check: Callable[[str], object] | None = None) -> Pcm:
+        """Decoded audio of the cached file `path` (whose hash is `sha256`, which `check` confirms)."""
         with self._lock:
             pcm = self._items.get(sha256)
             if pcm is not None:
                 self._items.move_to_end(sha256)
                 return pcm
+        if check is not None:
+            check(sha256)
         pcm = decode_file(path)
         with self._lock:
             self._items[sha256] = pcm

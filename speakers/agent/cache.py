@@ -1,5 +1,10 @@
 """Media cache of the speaker: fetch by URL ahead of time, resume interrupted downloads with HTTP Range,
-verify SHA-256, keep files by hash under an LRU size cap (never evicting what is still scheduled)."""
+verify SHA-256, keep files by hash under an LRU size cap (never evicting what is still scheduled).
+
+A cached file is checked again whenever it is loaded for playback (`verify`): cheaply, by remembering the
+(size, mtime, ctime, inode) it had when its hash last matched, and re-hashing when any of them changed. A
+file changed in place, or swapped for another, therefore never plays under a hash it does not have.
+"""
 
 from __future__ import annotations
 
@@ -29,6 +34,23 @@ _CHUNK = 64 * 1024
 
 def _fetch_error(code: str, zh: str, en: str, **details: object) -> SpeakerError:
     return SpeakerError(code, zh, en, kind="unavailable", **details)
+
+
+def _stat_key(path: Path) -> tuple[int, int, int, int]:
+    """What changes when a file is written, replaced or touched (ctime cannot be set back by anyone)."""
+    st = path.stat()
+    return (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+
+
+def corrupt_error(sha256: str) -> SpeakerError:
+    """The error of a cached file whose content no longer has its hash."""
+    return SpeakerError(
+        "speakers.cache_corrupt",
+        f"缓存的媒体文件 {sha256[:12]} 已损坏或被替换，将重新下载。",
+        f"The cached media file {sha256[:12]} is corrupt or was replaced; it will be fetched again.",
+        kind="invalid",
+        sha256=sha256,
+    )
 
 
 class _Partial(Exception):  # noqa: N818  (internal signal, never leaves this module)
@@ -69,6 +91,7 @@ class MediaCache:
         self.retry_delay_s = retry_delay_s
         self._ssl = ssl.create_default_context(cafile=ca_file) if ca_file else None
         self._index: OrderedDict[str, int] = OrderedDict()  # sha -> size, least recently used first
+        self._verified: dict[str, tuple[int, int, int, int]] = {}  # sha -> stat key when its hash last matched
         self._inflight: dict[str, asyncio.Future[Path]] = {}
         self.pinned: Callable[[], Collection[str]] = frozenset  # hashes that must stay (set by the agent)
         self._scan()
@@ -93,11 +116,66 @@ class MediaCache:
         return sha256 in self._index
 
     def touch(self, sha256: str) -> None:
-        """Mark as recently used."""
+        """Mark as recently used (a file verified before stays verified: touching changes its times)."""
         if sha256 in self._index:
             self._index.move_to_end(sha256)
+            path = self.path_for(sha256)
             with contextlib.suppress(OSError):
-                os.utime(self.path_for(sha256))
+                was_verified = self._verified.get(sha256) == _stat_key(path)
+                os.utime(path)
+                if was_verified:
+                    self._verified[sha256] = _stat_key(path)
+
+    def verify(self, sha256: str) -> Path:
+        """Return the cached file if its content still has this hash (re-hashed only when its stat changed).
+
+        Thread-safe; call it before reading the file for playback.
+
+        Raises:
+            SpeakerError: code `speakers.cache_corrupt` when the file is gone, changed or replaced.
+        """
+        path = self.path_for(sha256)
+        try:
+            key = _stat_key(path)
+        except OSError:
+            raise corrupt_error(sha256) from None
+        if self._verified.get(sha256) == key:
+            return path
+        if file_sha256(path) != sha256:
+            self._verified.pop(sha256, None)
+            logger.warning("cached media %s does not match its hash", sha256[:12])
+            raise corrupt_error(sha256)
+        self._verified[sha256] = key
+        return path
+
+    def discard(self, sha256: str) -> None:
+        """Delete a cached file (found corrupt): the next fetch downloads it again."""
+        self._index.pop(sha256, None)
+        self._verified.pop(sha256, None)
+        self.path_for(sha256).unlink(missing_ok=True)
+
+    def store_bytes(self, sha256: str, data: bytes) -> Path:
+        """Put media that came inline (in the command) into the cache, if it has the hash it claims.
+
+        Raises:
+            SpeakerError: code `speakers.hash_mismatch` when it does not.
+        """
+        if not _HEX64.match(sha256) or hashlib.sha256(data).hexdigest() != sha256:
+            raise SpeakerError(
+                "speakers.hash_mismatch",
+                "指令内嵌的媒体与其哈希不符。",
+                "The inline media does not match the command's hash.",
+                kind="invalid",
+            )
+        self._check_size(len(data))
+        part = self.directory / f"{sha256}.inline"
+        with open(part, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(part, self.path_for(sha256))
+        self._register(sha256)
+        return self.path_for(sha256)
 
     async def fetch(self, url: str, sha256: str) -> Path:
         """Return the cached file, downloading it first if needed (one download per hash at a time)."""
@@ -151,13 +229,17 @@ class MediaCache:
         part = self.directory / f"{sha256}.part"
         restarted = False
         for attempt in range(1, self.attempts + 1):
+            had = part.stat().st_size if part.exists() else 0
             try:
                 self._download(url, part)
             except SpeakerError:
                 raise
             except (urllib.error.URLError, http.client.HTTPException, OSError, TimeoutError) as exc:
                 logger.info("download of %s interrupted (attempt %d): %s", sha256[:12], attempt, exc)
-                if attempt == self.attempts:
+                got = (part.stat().st_size if part.exists() else 0) - had
+                # resuming helps only a download that moved; a server that is down is left to the caller's
+                # backoff (the agent retries while the play's start window is open)
+                if attempt == self.attempts or got <= 0:
                     raise _fetch_error(
                         "speakers.fetch_failed", f"媒体下载失败：{exc}", f"Media download failed: {exc}", url=url
                     ) from exc
@@ -183,7 +265,10 @@ class MediaCache:
         return final
 
     def _register(self, sha256: str) -> None:
-        self._index[sha256] = self.path_for(sha256).stat().st_size
+        """Index a file just written and verified by this process."""
+        key = _stat_key(self.path_for(sha256))
+        self._verified[sha256] = key
+        self._index[sha256] = key[0]
         self._index.move_to_end(sha256)
         self.evict(keep=sha256)
 
@@ -257,6 +342,7 @@ class MediaCache:
             if sha in pinned:
                 continue
             total -= self._index.pop(sha)
+            self._verified.pop(sha, None)
             self.path_for(sha).unlink(missing_ok=True)
             (self.directory / f"{sha}.lock").unlink(missing_ok=True)
             dropped.append(sha)

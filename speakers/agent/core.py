@@ -17,6 +17,7 @@ from speakers import __version__, protocol
 from speakers.agent.audio import SHARED_PCM, PcmCache
 from speakers.agent.cache import MediaCache
 from speakers.agent.clock import ClockSync
+from speakers.agent.dedup import DuplicateCommand, SeenCommands
 from speakers.agent.engine import PlaybackEngine
 from speakers.agent.outputs.base import Output
 from speakers.agent.persist import restore, snapshot
@@ -80,10 +81,12 @@ class Agent(Reporter):
         self.engine = PlaybackEngine(self)
         self.keys = KeyRing.from_config(config.server_keys)
         self.window = ReplayWindow()
+        self.seen = SeenCommands()  # handled command ids: their re-sends are duplicates, not replays
         self.volume = min(config.default_volume, config.max_volume)
         self.done: dict[str, float] = {}  # broadcast id -> remember until (never start it twice)
         self.outbox: dict[int, dict[str, Any]] = {}
         self.rejected_count = 0
+        self.cache_repairs = 0  # cached files found corrupt and fetched again
         self.schedule_seq = 0
         self.schedule_id: str | None = None
         self.interrupted: dict[str, Any] | None = None  # the play cut off by a crash or restart
@@ -101,8 +104,9 @@ class Agent(Reporter):
         self._puback_delay_s = puback_delay_s
         restore(self, self.store.load())
         self.verifier = Verifier(
-            config.speaker_id, config.regions, self.keys, self.window, max_skew_s=config.max_clock_skew_s
-        )
+            config.speaker_id, config.regions, self.keys, self.window, max_skew_s=config.max_clock_skew_s,
+            seen=self.seen,
+        )  # fmt: skip
         prefix, sid = config.topic_prefix, config.speaker_id
         self.command_topics = {protocol.command_topic_for_speaker(prefix, sid)}
         self.command_topics.update(protocol.command_topic_for_region(prefix, code) for code in config.regions)
@@ -185,6 +189,7 @@ class Agent(Reporter):
         now = self.clock.server_now()
         self.done = {k: v for k, v in self.done.items() if v > now}
         self.window.prune(now)
+        self.seen.prune(now)
         self.publish_state()
 
     # -- connection ----------------------------------------------------------------------------------
@@ -246,6 +251,12 @@ class Agent(Reporter):
         """Verify and carry out one command; every outcome is reported."""
         try:
             signed = self.verifier.verify_command(payload, self.clock.server_now())
+        except DuplicateCommand as duplicate:
+            # the server re-sends until it hears from us: tell it again where this command stands
+            logger.info("%s: command %s again; re-sending its latest receipt", self.config.speaker_id, duplicate)
+            if duplicate.receipt is not None:
+                self.resend(duplicate.receipt)
+            return
         except RejectedError as rejection:
             # the anti-replay window is untouched by a rejection: save only when a receipt was queued
             # (a flood of forgeries must not turn into a flood of fsyncs; the counter rides along later)
@@ -286,6 +297,7 @@ class Agent(Reporter):
             play, play_id=signed.id, command_id=signed.id, seq=signed.seq, default_expiry=signed.expires_at,
             source="command",
         )  # fmt: skip
+        self.engine.take_inline(play)
         if item.broadcast_id in self.done:
             self.report("refused", item, reason="already_played")
             return
@@ -313,6 +325,7 @@ class Agent(Reporter):
                 default_expiry=entry.play.expires_at or signed.expires_at, source="schedule",
             )  # fmt: skip
             if item.broadcast_id not in self.done:
+                self.engine.take_inline(entry.play)
                 wanted[item.play_id] = item
         for item in list(self.planner.pending.values()):
             if item.source == "schedule" and item.play_id not in wanted:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
+from speakers.agent.dedup import SeenCommands
 from speakers.agent.policy import PlayItem
 from speakers.agent.replay import ReplayWindow
 from speakers.agent.trust import KeyRing, public_key
@@ -25,12 +26,14 @@ def snapshot(agent: Agent) -> dict[str, Any]:
         "speaker_id": agent.config.speaker_id,
         "keys": agent.keys.to_list(),
         "replay": agent.window.to_dict(),
+        "seen": agent.seen.to_dict(),
         "volume": agent.volume,
         "pending": [item.to_dict() for item in agent.planner.pending.values()],
         "current": {"item": active.item.to_dict(), "began_at": active.playback.began_at} if active else None,
         "done": agent.done,
         "outbox": list(agent.outbox.values()),
         "rejected_count": agent.rejected_count,
+        "cache_repairs": agent.cache_repairs,
         "schedule": {"seq": agent.schedule_seq, "snapshot_id": agent.schedule_id},
     }
 
@@ -52,6 +55,7 @@ def restore(agent: Agent, data: dict[str, Any] | None) -> None:
         # the device was re-provisioned with a key it never learned by rotation: the operator decides
         logger.warning("provisioned server key %s is new: trusting the configuration's keys", provisioned)
     agent.window = ReplayWindow.from_dict(data.get("replay", {}))
+    agent.seen = SeenCommands.from_dict(data.get("seen", {}))
     agent.volume = min(int(data.get("volume", agent.volume)), agent.config.max_volume)
     for raw in data.get("pending", []):
         agent.planner.add(PlayItem.from_dict(raw))
@@ -64,6 +68,7 @@ def restore(agent: Agent, data: dict[str, Any] | None) -> None:
         agent._outbox_next += 1
         agent.outbox[agent._outbox_next] = receipt
     agent.rejected_count = int(data.get("rejected_count", 0))
+    agent.cache_repairs = int(data.get("cache_repairs", 0))
     schedule = data.get("schedule") or {}
     agent.schedule_seq = int(schedule.get("seq", 0))
     agent.schedule_id = schedule.get("snapshot_id")

@@ -34,10 +34,12 @@ class Reporter:
         self._reject_budget = (start, sent + 1)
         send = sent < self.config.rejected_reports_per_minute
         detail = {"topic": topic, **{k: v for k, v in rejection.details.items() if isinstance(v, str | int | float)}}
-        self.report(
-            "rejected", command_id=rejection.command_id, reason=rejection.reason, detail=detail,
-            send=send,
+        receipt = self.report(
+            "rejected", command_id=rejection.command_id, broadcast_id=rejection.broadcast_id,
+            reason=rejection.reason, detail=detail, send=send,
         )  # fmt: skip
+        if rejection.remembered and rejection.command_id:
+            self.seen.note_receipt(rejection.command_id, receipt)  # its re-sends get this answer again
         return send
 
     def report(
@@ -53,11 +55,12 @@ class Reporter:
         detail: dict[str, Any] | None = None,
         send: bool = True,
         send_after: float = 0.0,
-    ) -> None:
+    ) -> dict[str, Any]:
         """Send a receipt (kept in the outbox until the broker has it) and note it in the timeline.
 
         `send_after` > 0 delays sending by that many seconds; < 0 holds it until the next receipt is sent,
-        but at most -send_after seconds.
+        but at most -send_after seconds. Returns the receipt (the latest word on its command, re-sent when
+        the same command arrives again).
         """
         sha256 = None
         if item is not None:
@@ -74,10 +77,13 @@ class Reporter:
                     "at": receipt.at, "reason": reason, "speaker_id": self.config.speaker_id, **(detail or {}),
                 }
             )  # fmt: skip
+        data = receipt.to_dict()
+        if command_id is not None and event != "rejected" and (item is None or item.source == "command"):
+            self.seen.note_receipt(command_id, data)
         if send:
             self._outbox_next += 1
             key = self._outbox_next
-            self.outbox[key] = receipt.to_dict()
+            self.outbox[key] = data
             while len(self.outbox) > OUTBOX_MAX:
                 self.outbox.pop(next(iter(self.outbox)))
             if send_after < 0:
@@ -89,6 +95,16 @@ class Reporter:
                 self.work_queue.submit(self._publish_receipt, key, self.outbox[key])  # after queued commands
             else:
                 self._publish_receipt(key, self.outbox[key])
+        return data
+
+    def resend(self: Agent, receipt: dict[str, Any]) -> None:
+        """Send an earlier receipt again (the server asked again: a duplicate command)."""
+        self._outbox_next += 1
+        key = self._outbox_next
+        self.outbox[key] = receipt
+        while len(self.outbox) > OUTBOX_MAX:
+            self.outbox.pop(next(iter(self.outbox)))
+        self._publish_receipt(key, receipt)
 
     def _release(self: Agent, key: int) -> None:
         if key in self._held:
@@ -125,9 +141,10 @@ class Reporter:
             cache_bytes=self.cache.size_bytes,
             cache_cap_bytes=self.cache.cap_bytes,
             rejected_count=self.rejected_count,
+            cache_repairs=self.cache_repairs,
             volume=self.volume,
             output=self.output.name,
-            last_error=self.client.last_error if self.client else None,
+            last_error=(self.client.last_error or "")[:500] or None if self.client else None,
         )
 
     def publish_state(self: Agent, *, online: bool = True) -> None:

@@ -1,7 +1,9 @@
 """Command verification on the speaker. Every check always runs; there is no switch to turn any off.
 
-Order: envelope shape → version → key → signature → body schema → addressing → time → anti-replay.
-Nothing inside the body is trusted before the signature has been checked.
+Order: envelope shape → version → key → signature → duplicate? → body schema → addressing → time →
+anti-replay. Nothing inside the body is trusted before the signature has been checked. A command whose
+id and signed body were handled before is a duplicate (the server re-sends until acknowledged), not a
+replay: it raises `DuplicateCommand`, no alarm.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from speakers import protocol
+from speakers.agent.dedup import DuplicateCommand, SeenCommands, body_digest
 from speakers.agent.replay import ReplayWindow
 from speakers.errors import SpeakerError
 from speakers.messages import COMMAND_TYPES, KeyAnnouncement, TimeReply
@@ -34,13 +37,22 @@ def public_key(b64: str) -> PublicKey:
 class RejectedError(SpeakerError):
     """A command failed verification; `reason` is one of `protocol.REJECT_REASONS`."""
 
-    def __init__(self, reason: str, *, command_id: str | None = None, **detail: Any) -> None:
+    def __init__(
+        self, reason: str, *, command_id: str | None = None, broadcast_id: str | None = None, **detail: Any
+    ) -> None:
         super().__init__(
             f"speakers.rejected.{reason}", f"指令被拒绝：{reason}", f"Command rejected: {reason}",
             kind="forbidden", **detail,
         )  # fmt: skip
         self.reason = reason
         self.command_id = command_id
+        self.broadcast_id = broadcast_id  # read best-effort, for the report: the server learns which delivery
+        self.remembered = False  # True when this rejection is now the remembered answer to its command id
+
+    def name(self, claims: Claims) -> None:
+        """Fill in the command and broadcast ids the message claims, where not known already."""
+        self.command_id = self.command_id or claims.command_id
+        self.broadcast_id = self.broadcast_id or claims.broadcast_id
 
 
 @dataclass
@@ -92,18 +104,51 @@ class KeyRing:
 # Parsing is a pure function of the bytes: the speakers simulated in one process share its result for
 # byte-identical messages (a region command reaches them all). Signatures, keys, addressing, expiry and
 # the anti-replay window are still checked by every speaker for itself.
-_PARSED: dict[bytes, Any] = {}
+_PARSED: dict[tuple[str, bytes], Any] = {}
 _PARSED_MAX = 256
 
 
 def _memo(key: bytes, parse: Any) -> Any:
-    value = _PARSED.get(key)
+    memo_key = (parse.__name__, key)
+    value = _PARSED.get(memo_key)
     if value is None:
         value = parse(key)
         if len(_PARSED) >= _PARSED_MAX:
             _PARSED.clear()
-        _PARSED[key] = value
+        _PARSED[memo_key] = value
     return value
+
+
+@dataclass(frozen=True)
+class Claims:
+    """What a command body says about itself, read without trusting it (for reports and duplicates)."""
+
+    command_id: str | None
+    broadcast_id: str | None
+    expires_at: float | None
+    digest: str
+
+
+def _claims(body: bytes) -> Claims:
+    """Best-effort ids of a body (even one that breaks its schema); never raises."""
+    try:
+        doc = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        doc = None
+    doc = doc if isinstance(doc, dict) else {}
+    cmd = doc.get("cmd") if isinstance(doc.get("cmd"), dict) else {}
+    expires = doc.get("expires_at")
+    return Claims(
+        command_id=_short(doc.get("id")),
+        broadcast_id=_short(cmd.get("broadcast_id")),
+        expires_at=float(expires) if isinstance(expires, int | float) and not isinstance(expires, bool) else None,
+        digest=body_digest(body),
+    )
+
+
+def _short(value: Any) -> str | None:
+    """A claimed id for a report: a string, shortened to the receipt schema's 64 characters."""
+    return value[:64] if isinstance(value, str) and value else None
 
 
 def _envelope(payload: bytes) -> dict[str, Any]:
@@ -117,21 +162,27 @@ def _parse_envelope(payload: bytes) -> dict[str, Any]:
         raise RejectedError("malformed", problem="not JSON") from exc
     if not isinstance(data, dict):
         raise RejectedError("malformed", problem="not an object")
-    if not data.get("sig"):
-        raise RejectedError("unsigned", command_id=_claimed_id(data))
     try:
-        validate(data, "envelope")
-    except SchemaError as exc:
-        raise RejectedError("malformed", problem=str(exc)) from exc
-    if data["v"] != protocol.PROTOCOL_VERSION:
-        raise RejectedError("unsupported_version", version=data["v"])
+        if not data.get("sig"):
+            raise RejectedError("unsigned")
+        try:
+            validate(data, "envelope")
+        except SchemaError as exc:
+            raise RejectedError("malformed", problem=str(exc)) from exc
+        if data["v"] != protocol.PROTOCOL_VERSION:
+            raise RejectedError("unsupported_version", version=data["v"])
+    except RejectedError as rejection:
+        rejection.name(_claimed(data))  # untrusted: for the report only
+        raise
     return data
 
 
-def _claimed_id(data: dict[str, Any]) -> str | None:
-    """An id an unverified message claims, for the report only (shortened, never trusted)."""
-    value = data.get("id")
-    return value[:64] if isinstance(value, str) else None
+def _claimed(data: dict[str, Any]) -> Claims:
+    """What an unverified envelope (or a bare command without one) claims to be."""
+    body = data.get("body")
+    if isinstance(body, str):
+        return _claims(body.encode("utf-8", "replace"))
+    return _claims(json.dumps(data).encode())
 
 
 def _parse_command(body: bytes) -> tuple[dict[str, Any], Any]:
@@ -139,12 +190,10 @@ def _parse_command(body: bytes) -> tuple[dict[str, Any], Any]:
     try:
         doc = json.loads(body)
         validate(doc, "command")
-        validate(doc["cmd"], doc["type"])
-        if doc["type"] == "schedule":
-            for i, item in enumerate(doc["cmd"]["items"]):
-                validate(item["play"], "play")
-                if item["play"].get("expires_at") is None:
-                    raise SchemaError(f"$.cmd.items[{i}].play.expires_at", "required in a schedule")
+        try:
+            protocol.check_command(doc["type"], doc["cmd"])
+        except SchemaError as exc:
+            raise SchemaError("$.cmd" + exc.path.removeprefix("$"), exc.problem) from None
     except (ValueError, SchemaError) as exc:
         raise RejectedError("malformed", problem=str(exc)) from exc
     return doc, COMMAND_TYPES[doc["type"]].from_dict(doc["cmd"])
@@ -161,12 +210,14 @@ class Verifier:
         window: ReplayWindow,
         *,
         max_skew_s: float = 300.0,
+        seen: SeenCommands | None = None,
     ) -> None:
         self.speaker_id = speaker_id
         self.addresses = {f"speaker:{speaker_id}", *(f"region:{code}" for code in regions)}
         self.keys = keys
         self.window = window
         self.max_skew_s = max_skew_s
+        self.seen = seen if seen is not None else SeenCommands()
 
     def _signed_body(self, data: dict[str, Any], context: bytes, now: float) -> tuple[bytes, TrustedKey]:
         trusted = self.keys.find(data["kid"])
@@ -183,10 +234,34 @@ class Verifier:
     def verify_command(self, payload: bytes, now: float) -> protocol.SignedCommand:
         """Return the verified command, or raise RejectedError; `now` is the server clock as estimated.
 
-        A verified command is recorded in the anti-replay window before this returns.
+        A verified command is recorded in the anti-replay window before this returns; an accepted or
+        (after its signature checked) rejected command is remembered, so its re-sends raise
+        `DuplicateCommand` instead.
         """
         data = _envelope(payload)
-        body, trusted = self._signed_body(data, COMMAND_CONTEXT, now)
+        try:
+            body, trusted = self._signed_body(data, COMMAND_CONTEXT, now)
+        except RejectedError as rejection:
+            rejection.name(_memo(data["body"].encode("utf-8", "replace"), _claims))  # untrusted: report only
+            raise
+        claims: Claims = _memo(body, _claims)
+        if claims.command_id is not None:
+            entry = self.seen.lookup(claims.command_id, claims.digest)
+            if entry is not None:
+                raise DuplicateCommand(claims.command_id, entry[2])
+        try:
+            signed = self._check_body(body, trusted, now)
+        except RejectedError as rejection:
+            rejection.name(claims)
+            if claims.command_id is not None:
+                # only a first sighting owns the entry: a replay of an accepted id must not overwrite it
+                rejection.remembered = self.seen.remember(claims.command_id, claims.digest, claims.expires_at, now)
+            raise
+        self.seen.remember(signed.id, claims.digest, signed.expires_at, now)
+        return signed
+
+    def _check_body(self, body: bytes, trusted: TrustedKey, now: float) -> protocol.SignedCommand:
+        """Schema, addressing, time and anti-replay checks of a signed body."""
         doc, command = _memo(body, _parse_command)
         command_id = doc["id"]
         if not self.addresses.intersection(doc["targets"]):

@@ -1,4 +1,11 @@
-"""MQTT driver for the server library, on paho-mqtt (one network thread per connection)."""
+"""MQTT driver for the server library, on paho-mqtt (one network thread per connection).
+
+A persistent session (clean_session=False) resumes right after CONNACK: the broker delivers what it queued
+before the caller had a chance to subscribe again. Such messages are kept (up to `EARLY_MAX`) and handed to
+the first handler whose filter matches, so a worker restart loses no queued receipt. When the broker says
+it kept no session (session_present=0: it restarted, or the session was taken over or expired), every
+filter is subscribed again, with a warning.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +13,7 @@ import logging
 import ssl
 import threading
 import time
+from collections import deque
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
@@ -14,6 +22,8 @@ from speakers.errors import SpeakerError, unavailable
 from speakers.transport.base import BrokerAddress, Handler, Message, Transport, register
 
 logger = logging.getLogger(__name__)
+
+EARLY_MAX = 100_000  # messages kept while no handler matches them yet
 
 
 class MqttTransport(Transport):
@@ -37,6 +47,10 @@ class MqttTransport(Transport):
         self._timeout = timeout
         self._subs: dict[str, tuple[int, Handler]] = {}
         self._lock = threading.Lock()
+        self._deliver = threading.RLock()  # early messages reach a new handler before newer ones
+        self._early: deque[Message] = deque(maxlen=EARLY_MAX)
+        self._clean_session = clean_session
+        self.session_lost = 0  # reconnects where the broker had kept no session
         self._up = threading.Event()
         self._answered = threading.Event()  # the broker said yes or no to the first CONNECT
         self._refused: str | None = None
@@ -74,6 +88,16 @@ class MqttTransport(Transport):
             )
 
     @property
+    def early_count(self) -> int:
+        """Messages received before any handler matched them, waiting for `subscribe()`."""
+        return len(self._early)
+
+    @property
+    def persistent(self) -> bool:
+        """True for a persistent session (clean_session=False): the broker queues while we are away."""
+        return not self._clean_session
+
+    @property
     def connected(self) -> bool:
         """True while the broker connection is up."""
         return self._up.is_set()
@@ -86,8 +110,14 @@ class MqttTransport(Transport):
             return
         with self._lock:
             subs = [(topic, qos) for topic, (qos, _h) in self._subs.items()]
+        present = bool(getattr(flags, "session_present", False))
+        if subs and not present and not self._clean_session:
+            self.session_lost += 1
+            logger.warning(
+                "%s: the broker kept no session; subscribing to %d filter(s) again", self.client_id, len(subs)
+            )
         if subs:
-            client.subscribe(subs)
+            client.subscribe(subs)  # also with a session: cheap, and a filter added meanwhile is included
         self._refused = None
         self._up.set()
         self._answered.set()
@@ -101,13 +131,23 @@ class MqttTransport(Transport):
 
     def _on_message(self, client: paho.Client, userdata: object, msg: paho.MQTTMessage) -> None:
         message = Message(msg.topic, msg.payload, bool(msg.retain), msg.qos)
-        with self._lock:
-            handlers = [h for f, (_q, h) in self._subs.items() if paho.topic_matches_sub(f, msg.topic)]
+        with self._deliver:
+            with self._lock:
+                handlers = [h for f, (_q, h) in self._subs.items() if paho.topic_matches_sub(f, msg.topic)]
+            if not handlers:
+                if len(self._early) == self._early.maxlen:
+                    logger.warning("%s: dropping an early message on %s (buffer full)", self.client_id, msg.topic)
+                self._early.append(message)
+                return
+            self._call(handlers, message)
+
+    @staticmethod
+    def _call(handlers: list[Handler], message: Message) -> None:
         for handler in handlers:
             try:
                 handler(message)
             except Exception:
-                logger.exception("handler for %s failed", msg.topic)
+                logger.exception("handler for %s failed", message.topic)
 
     def publish(self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False) -> None:
         """Send one message; for QoS 1 wait for the broker's acknowledgement."""
@@ -134,10 +174,21 @@ class MqttTransport(Transport):
 
     def subscribe(self, topic_filter: str, handler: Handler, *, qos: int = 1) -> None:
         """Route messages matching `topic_filter` to `handler`, now and after every reconnect."""
-        with self._lock:
-            self._subs[topic_filter] = (qos, handler)
-        if self._up.is_set():
-            self._client.subscribe(topic_filter, qos)
+        with self._deliver:
+            with self._lock:
+                self._subs[topic_filter] = (qos, handler)
+            if self._up.is_set():
+                self._client.subscribe(topic_filter, qos)
+            early = [m for m in self._early if paho.topic_matches_sub(topic_filter, m.topic)]
+            if early:
+                logger.info(
+                    "%s: delivering %d message(s) that arrived before %s", self.client_id, len(early), topic_filter
+                )
+                kept = [m for m in self._early if not paho.topic_matches_sub(topic_filter, m.topic)]
+                self._early.clear()
+                self._early.extend(kept)
+                for message in early:
+                    self._call([handler], message)
 
     def unsubscribe(self, topic_filter: str) -> None:
         """Stop receiving `topic_filter`."""

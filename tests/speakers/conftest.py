@@ -336,7 +336,8 @@ def make_agent(
 
     def factory(name: str = "spk", regions: list[str] | None = None, **overrides: Any) -> AgentRunner:
         speaker_id = f"{name}-{topic_prefix}"
-        options = {k: overrides.pop(k) for k in list(overrides) if k in ("time_sync_samples", "time_sync_spacing_s")}
+        agent_options = ("time_sync_samples", "time_sync_spacing_s", "pcm")
+        options = {k: overrides.pop(k) for k in list(overrides) if k in agent_options}
         options.setdefault("time_sync_spacing_s", 0.2)
         config = AgentConfig(
             speaker_id=speaker_id,

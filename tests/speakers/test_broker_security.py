@@ -60,7 +60,10 @@ def test_hashes_made_by_mosquitto_passwd_verify(tmp_path: Path) -> None:
 
 def test_generated_files(tmp_path: Path) -> None:
     rules = write_mosquitto_files(tmp_path, [A, B], SERVER, SERVER_PW, prefix=P)
-    assert (tmp_path / "passwd").stat().st_mode & 0o777 == 0o600
+    for name in ("passwd", "acl", "passwd.server", "passwd.speakers", "acl.server", "acl.speakers"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == 0o640, "readable by group mosquitto only"
+    assert set(read_password_file(tmp_path / "passwd.server")) == {SERVER}
+    assert set(read_password_file(tmp_path / "passwd.speakers")) == {"spk-a", "spk-b"}
     users = read_password_file(tmp_path / "passwd")
     assert set(users) == {SERVER, "spk-a", "spk-b"}
     assert verify_password("pw-a", users["spk-a"])
@@ -75,8 +78,11 @@ def test_generated_files(tmp_path: Path) -> None:
     assert "vb/cmd/#" in rules[SERVER]["write"]
     assert "vb/receipt/+" in rules[SERVER]["read"]
     conf = (tmp_path / "village-broadcast.conf").read_text()
-    assert f"password_file {tmp_path / 'passwd'}" in conf
-    assert "allow_anonymous false" in conf
+    assert f"password_file {tmp_path.resolve() / 'passwd.server'}" in conf
+    assert f"password_file {tmp_path.resolve() / 'passwd.speakers'}" in conf
+    assert conf.count("allow_anonymous false") == 2
+    assert conf.index("per_listener_settings true") < conf.index("\nlistener ")
+    assert "use_username_as_clientid true" in conf.split("# speakers")[1], "on the speakers' listener"
 
 
 @pytest.fixture(params=["embedded", "mosquitto"])
@@ -134,7 +140,7 @@ def test_acl_limits_each_account_to_its_topics(secured: str) -> None:
     with pytest.raises(SpeakerError):
         connect(secured, client_id="anon", timeout=2)
     server = connect(secured, client_id="srv", username=SERVER, password=SERVER_PW)
-    observer = connect(secured, client_id="obs", username="observer", password="obs")
+    observer = connect(secured, client_id="observer", username="observer", password="obs")
     seen = Collector()
     observer.subscribe(f"{P}/#", seen.add)
     receipts = Collector()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -12,6 +13,7 @@ from typing import Any
 
 from speakers.config import AgentConfig
 from speakers.protocol import Play, Target
+from tests.requires import need
 
 from .conftest import COUNTY, TOWNSHIP, VILLAGE, Clip, ServerSide, read_timeline
 
@@ -112,3 +114,45 @@ def test_simulate_count_generates_a_fleet(
         process.send_signal(signal.SIGTERM)
         process.wait(20)
     assert process.returncode == 0
+
+
+PARENT = """
+import subprocess, sys
+child = subprocess.Popen(sys.argv[1:], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+print(child.pid, flush=True)
+for line in child.stdout:
+    print(line, end="", flush=True)
+"""
+
+
+def _gone(pid: int) -> bool:
+    """True when the process has exited (a zombie nobody reaped counts as exited)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, IndexError):
+        return True
+    return state in ("Z", "X")
+
+
+def test_simulator_dies_with_its_parent(server: ServerSide, topic_prefix: str) -> None:
+    need(Path("/proc").is_dir(), "needs /proc (Linux)")
+    sim = [*AGENT, "simulate", "--count", "2", "--broker-url", server.url, "--server-key", server.key.public_b64(),
+           "--prefix", topic_prefix, "--region", COUNTY, "--id-prefix", f"orphan{topic_prefix}", "--ephemeral",
+           "--status-every", "0.2"]  # fmt: skip
+    parent = subprocess.Popen([sys.executable, "-c", PARENT, *sim], stdout=subprocess.PIPE, text=True)
+    assert parent.stdout is not None
+    child = int(parent.stdout.readline())
+    try:
+        assert parent.stdout.readline().startswith('{"status"'), "the simulator runs"
+        server.states.wait(lambda s: s.online and s.speaker_id.startswith(f"orphan{topic_prefix}"), count=2)
+        assert not _gone(child)
+        parent.kill()  # SIGKILL: no chance to clean up, as with kill -9 of `broadcast run`
+        parent.wait(10)
+        deadline = time.monotonic() + 20
+        while not _gone(child):
+            assert time.monotonic() < deadline, "the simulator outlived its parent"
+            time.sleep(0.05)
+    finally:
+        if not _gone(child):
+            os.kill(child, signal.SIGKILL)
+        parent.stdout.close()

@@ -141,3 +141,45 @@ def test_dataclass_fields_are_all_in_their_schema() -> None:
     for cls, name in pairs:
         props = set(load_schema(name)["properties"])
         assert {f.name for f in dataclasses.fields(cls)} <= props, name
+
+
+def test_check_command_names_the_field_before_anything_is_stored() -> None:
+    play = Play(broadcast_id="b1", priority="normal", media_url="http://m/x.mp3", sha256=SHA, duration_ms=1,
+                start_at=1.0, title="标题" * 100)  # fmt: skip
+    protocol.check_command("play", play.to_dict())  # the positive path: 200 characters is the limit
+    with pytest.raises(SchemaError) as exc:
+        protocol.check_command("play", {**play.to_dict(), "title": "长" * 201})
+    assert exc.value.path == "$.title"
+    assert "消息格式不符" in exc.value.zh
+    snapshot = protocol.ScheduleSnapshot("s1", 1.0, 2.0, (protocol.ScheduledPlay("i1", play),))
+    with pytest.raises(SchemaError) as exc:
+        protocol.check_command("schedule", snapshot.to_dict())
+    assert exc.value.path == "$.items[0].play.expires_at"
+    with pytest.raises(SchemaError):
+        protocol.check_command("reboot", {})
+
+
+def test_every_string_field_has_a_max_length() -> None:
+    def strings(node: object, where: str) -> list[str]:
+        found = []
+        if isinstance(node, dict):
+            kind = node.get("type")
+            if "string" in (kind if isinstance(kind, list) else [kind]) and "maxLength" not in node:
+                found.append(where)
+            for key, value in node.items():
+                found += strings(value, f"{where}.{key}")
+        return found
+
+    assert [w for name in schema_names() for w in strings(load_schema(name), name)] == []
+
+
+def test_inline_media_rides_in_play_only_when_given() -> None:
+    play = Play(broadcast_id="b1", priority="emergency", media_url="http://m/x.mp3", sha256=SHA, duration_ms=1,
+                start_at=1.0)  # fmt: skip
+    assert "media_b64" not in play.to_dict(), "commands without inline media are byte-identical to before"
+    inline = Play(**{**play.to_dict(), "media_b64": "QUJD"})
+    validate(inline.to_dict(), "play")
+    assert Play.from_dict(inline.to_dict()) == inline
+    with pytest.raises(SchemaError) as exc:
+        validate({**inline.to_dict(), "media_b64": "A" * 131073}, "play")
+    assert exc.value.path == "$.media_b64"

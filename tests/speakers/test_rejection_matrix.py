@@ -64,7 +64,6 @@ class Matrix:
 def cases(m: Matrix) -> dict[str, tuple[Callable[[], bytes], str]]:
     key = m.server.key
     stranger = KeyPair.generate()
-    good = m.valid(5000, cid="good-one")
 
     def tampered() -> bytes:
         data = json.loads(m.valid(5001))
@@ -92,6 +91,10 @@ def cases(m: Matrix) -> dict[str, tuple[Callable[[], bytes], str]]:
         "envelope with empty signature": (empty_signature, "unsigned"),
         "not JSON": (lambda: b"\xff\xfe garbage", "malformed"),
         "signed but breaks the schema": (breaks_schema, "malformed"),
+        "a title over 200 characters": (
+            lambda: envelope(key, body({**m.play.to_dict(), "title": "长" * 201}, seq=5011, targets=m.me)),
+            "malformed",
+        ),
         "unknown protocol version": (lambda: envelope(key, mine(5007), v=2), "unsupported_version"),
         "addressed to another region": (
             lambda: envelope(key, body(m.play, seq=5008, targets=["region:999999"])),
@@ -99,7 +102,6 @@ def cases(m: Matrix) -> dict[str, tuple[Callable[[], bytes], str]]:
         ),
         "expired": (expired, "expired"),
         "issued an hour ahead": (lambda: envelope(key, mine(5010, issued=time.time() + 3600)), "not_yet_valid"),
-        "replay of accepted bytes": (lambda: good, "replayed"),
         "same sequence, new id": (lambda: m.valid(5000, cid="other-id"), "replayed"),
         "older than the window": (lambda: m.valid(5000 - 1024 - 1), "out_of_window"),
     }
@@ -112,10 +114,13 @@ def test_rejection_matrix(
     server.online(agent.id)
     m = Matrix(server, agent, clips["tiny"], media.url("tiny.mp3"))
     table = cases(m)
-    server.transport.publish(m.topic, table["replay of accepted bytes"][0](), qos=1)
+    server.transport.publish(m.topic, m.valid(5000, cid="good-one"), qos=1)
     server.receipt(agent.id, "acknowledged", command_id="good-one")
     results = {name: m.reason_for(make()) for name, (make, _expected) in table.items()}
     assert results == {name: expected for name, (_make, expected) in table.items()}
+    # every rejection names the command and the broadcast whenever the message lets them be read
+    unreadable = [r for r in m.rejected() if r.command_id is None or r.broadcast_id != "b-x"]
+    assert [r.reason for r in unreadable] == ["malformed"], "only the non-JSON message names nothing"
     # A region command for another region, re-published onto this speaker's region topic, is refused too.
     foreign = envelope(server.key, body(m.play, seq=6000, targets=[f"region:{TOWNSHIP}9"]))
     assert m.reason_for(foreign, m.region_topic) == "not_addressed"
@@ -151,6 +156,28 @@ def test_swapped_order_both_play(
     assert [c for _t, c in starts] == ["c41", "c42"], "equal priority: the lower sequence first, the other queued"
 
 
+def test_resent_command_is_a_duplicate_not_a_replay(
+    server: ServerSide, make_agent: Callable[..., AgentRunner], clips: dict[str, Clip], media
+) -> None:  # type: ignore[no-untyped-def]
+    agent = make_agent()
+    server.online(agent.id)
+    m = Matrix(server, agent, clips["tiny"], media.url("tiny.mp3"))
+    payload = m.valid(8000, cid="sent-twice", start_at=time.time() + 0.3)
+    server.transport.publish(m.topic, payload, qos=1)
+    server.receipt(agent.id, "finished", command_id="sent-twice")
+    assert len(server.receipts.matching(lambda r: r.event == "finished")) == 1
+    server.transport.publish(m.topic, payload, qos=1)  # the server did not hear back and re-sends it
+    server.receipts.wait(lambda r: r.event == "finished" and r.command_id == "sent-twice", count=2)
+    # and a forged twin (same id, another body) is still a replay
+    assert m.reason_for(m.valid(8001, cid="sent-twice")) == "replayed"
+    started = [e for e in agent.timeline() if e["event"] == "started"]
+    assert [e["command_id"] for e in started] == ["sent-twice"], "played once"
+    server.seq = 9000
+    server.send(protocol.Ping(), [Target.speaker(agent.id)])
+    server.receipt(agent.id, "pong")
+    server.states.wait(lambda s: s.speaker_id == agent.id and s.rejected_count == 1)  # only the forged twin
+
+
 @pytest.mark.parametrize("reason", ["replayed"])
 def test_replay_after_restart_is_still_refused(
     reason: str,
@@ -170,4 +197,8 @@ def test_replay_after_restart_is_still_refused(
     again = make_agent("restart")
     server.states.wait(lambda s: s.speaker_id == again.id and s.online and s.at > restarted)
     m.agent = again
-    assert m.reason_for(payload) == reason, "anti-replay state survives a restart"
+    before = len(server.receipts.matching(lambda r: r.command_id == "once"))
+    server.transport.publish(m.topic, payload, qos=1)  # the identical command: a duplicate, answered again
+    server.receipts.wait(lambda r: r.command_id == "once", count=before + 1)
+    assert not m.rejected(), "a duplicate raises no alarm, also after a restart"
+    assert m.reason_for(m.valid(7000, cid="twin")) == reason, "anti-replay state survives a restart"

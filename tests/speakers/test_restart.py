@@ -39,7 +39,7 @@ def test_agent_killed_mid_play_reports_it_and_resumes_its_queue(
     try:
         server.online(speaker, timeout=20)
         long, tiny = clips["long"], clips["tiny"]
-        start = time.time() + 0.5
+        start = time.time() + 2.0  # both clips fetched and decoded before it, even on a busy machine
         for bid, clip in (("long-notice", long), ("queued-notice", tiny)):
             server.send(
                 Play(broadcast_id=bid, priority="normal", media_url=media.url(clip.name), sha256=clip.sha256,
