@@ -10,8 +10,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from broadcast.models import Command
+from speakers import protocol
 from speakers.protocol import COMMAND_TYPES
-from speakers.server import CommandPublisher
+from speakers.server import CommandPublisher, minimal_targets
 from speakers.signing import KeyPair
 from speakers.transport import Transport, connect
 
@@ -84,6 +85,30 @@ class Messenger:
             issued_at=command.issued_at,
             expires_at=command.expires_at,
         )
+
+    def resend(self, command: Command, speaker_ids: list[str]) -> list[str]:
+        """Publish the identical signed command (same id, same sequence) to each speaker's own topic.
+
+        Speakers treat an id they have already seen as a duplicate, so a re-send never plays twice.
+        """
+        self._reload_key_if_rotated()
+        body = command.body
+        message = COMMAND_TYPES[command.kind].from_dict(body["body"])
+        payload = protocol.encode_command(
+            message,
+            signer=self.publisher.signer,
+            seq=command.seq,
+            command_id=command.command_id,
+            targets=minimal_targets(body["targets"]),  # as `CommandPublisher.publish` signs them
+            issued_at=command.issued_at,
+            expires_at=command.expires_at,
+        )
+        prefix = self.publisher.prefix
+        topics = [protocol.command_topic_for_speaker(prefix, sid) for sid in speaker_ids]
+        for topic in topics:
+            self.transport.publish(topic, payload, qos=1)
+        logger.info("re-sent %s %s seq=%d to %d speaker(s)", command.kind, command.command_id, command.seq, len(topics))
+        return topics
 
     def close(self) -> None:
         """Disconnect from the broker."""

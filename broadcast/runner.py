@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -23,25 +24,28 @@ from broadcast.setup import initialize, password_banner
 logger = logging.getLogger(__name__)
 
 
-def _wait_for_signal() -> None:
-    stop = threading.Event()
+def _wait_for_signal(stop: threading.Event | None = None) -> None:
+    """Block until SIGINT/SIGTERM, or until `stop` is set by someone else (a lost lease)."""
+    stop = stop or threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     stop.wait()
 
 
 def run_worker(platform: Platform) -> None:
-    """Run the worker until SIGINT/SIGTERM."""
+    """Run the worker until SIGINT/SIGTERM; a standby waits for the lease first. Exits 1 if the lease is lost."""
     from broadcast.worker import Worker
 
     if not platform.db.is_initialized():
         raise SystemExit("database not initialized: run `broadcast init` first")
     worker = Worker(platform)
-    worker.start()
+    worker.start_when_leased()
     try:
-        _wait_for_signal()
+        _wait_for_signal(worker.lost)
     finally:
         worker.stop()
+    if worker.lost.is_set():
+        raise SystemExit(1)  # systemd starts it again, as a standby
 
 
 def _simulator_command(fleet: Path, sinks: Path) -> list[str]:
@@ -61,17 +65,63 @@ def _probe_port(host: str, port: int) -> None:
 def run_all(
     platform: Platform, *, host: str, port: int, demo: bool, threads: int = 16, echo: Callable[[str], Any] = print
 ) -> None:
-    """Start the embedded broker, the worker, (the demo fleet) and the web server; stop on a signal."""
+    """Start the embedded broker, the worker, (the demo fleet) and the web server; stop on a signal.
+
+    Raises:
+        BroadcastError: "already_running" when another `broadcast run` holds this instance.
+    """
+    from broadcast.lease import InstanceLock
+
+    instance_lock = InstanceLock(platform.instance)
+    instance_lock.acquire()  # before anything else: a second start must not touch the first one's broker files
+    try:
+        _run_locked(platform, host=host, port=port, demo=demo, threads=threads, echo=echo)
+    finally:
+        instance_lock.release()
+
+
+def _run_locked(
+    platform: Platform,
+    *,
+    host: str,
+    port: int,
+    demo: bool,
+    threads: int,
+    echo: Callable[[str], Any],
+) -> None:
+    password = None
+    if not platform.db.is_initialized():
+        password = initialize(platform)
+    else:
+        platform.db.upgrade()
+    said: list[bool] = []
+
+    def announce() -> None:
+        """The once-only admin password, printed once: last of the start lines, or as a failed start ends."""
+        if password and not said:
+            said.append(True)
+            echo(password_banner("admin", password))
+
+    try:
+        _serve(platform, host=host, port=port, demo=demo, threads=threads, echo=echo, announce=announce)
+    finally:
+        announce()  # a first start that fails must not lose the only copy
+
+
+def _serve(
+    platform: Platform,
+    *,
+    host: str,
+    port: int,
+    demo: bool,
+    threads: int,
+    echo: Callable[[str], Any],
+    announce: Callable[[], None],
+) -> None:
     from waitress.server import create_server
 
     from broadcast.worker import Worker
 
-    if not platform.db.is_initialized():
-        password = initialize(platform)
-        if password:
-            echo(password_banner("admin", password))
-    else:
-        platform.db.upgrade()
     if demo:
         _seed_demo(platform, echo)
     broker = _start_embedded_broker(platform) if platform.embedded_broker else None
@@ -99,11 +149,12 @@ def run_all(
     }
     write_private(platform.runtime_file, json.dumps(runtime).encode())
     worker = Worker(platform)
-    worker.start()
+    worker.start_when_leased()
     simulator = _start_simulator(platform, echo) if demo else None
     acl_watch = _AclWatcher(platform, broker) if broker else None
     echo(f"智慧广播平台已启动 / village-broadcast is running: http://{web_host}:{actual_port}/")
     echo(f"MQTT broker: {runtime['mqtt_url']}   instance: {platform.instance}")
+    announce()  # last, so the once-only password is not scrolled away by the lines above
     web = threading.Thread(target=server.run, name="web", daemon=True)
     web.start()
     try:
@@ -189,7 +240,25 @@ def _start_simulator(platform: Platform, echo: Callable[[str], Any]) -> subproce
     sinks.mkdir(exist_ok=True)
     count = len(json.loads(fleet.read_text()))
     log = (platform.instance / "demo-fleet.log").open("ab")
-    process = subprocess.Popen(_simulator_command(fleet, sinks), stdout=log, stderr=subprocess.STDOUT)
+    process = subprocess.Popen(
+        _simulator_command(fleet, sinks),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        preexec_fn=partial(_die_with_parent, os.getpid()),
+    )
     echo(f"模拟终端 {count} 台已启动，播放的音频写入 {sinks}/<终端编号>/")
     echo(f"{count} simulated speakers started; each writes what it plays to {sinks}/<speaker_id>/")
     return process
+
+
+def _die_with_parent(parent: int) -> None:
+    """In the child, before exec: ask Linux to send SIGTERM when the parent dies, even by kill -9."""
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux: the simulator outlives a killed parent
+        return
+    if os.getppid() != parent:  # the parent died before the request took effect
+        os.kill(os.getpid(), signal.SIGTERM)

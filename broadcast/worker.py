@@ -1,4 +1,4 @@
-"""The one worker process: receipt consumer, command republisher, expiry and offline sweeps."""
+"""The one active worker: receipt consumer, the outbox (publish and re-send commands), expiry and offline sweeps."""
 
 from __future__ import annotations
 
@@ -13,16 +13,21 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from broadcast import alert_feeds
+from broadcast import scheduler as schedule_jobs
+from broadcast.lease import WorkerLease
 from broadcast.messaging import open_transport
 from broadcast.models import Broadcast
 from broadcast.platform import Platform
-from broadcast.services import broadcasts, commands, receipts, schedule_push
+from broadcast.services import broadcasts, commands, health, receipts, schedule_push
 from broadcast.services.receipts import ReceiptIn
 from speakers.server import ReceiptConsumer, TimeResponder
 from speakers.signing import KeyPair
 
 logger = logging.getLogger(__name__)
 BATCH = 500
+HEARTBEAT_S = 5  # /readyz calls a worker dead after three missed beats
+ALERT_FEEDS_CHECK_S = 5  # each feed is polled at its own interval; this is how often that is checked
 
 
 def _receipt_in(receipt: Any) -> ReceiptIn:
@@ -46,10 +51,15 @@ def _state_fields(state: Any) -> dict[str, Any]:
 
 
 class Worker:
-    """Consumes receipts and state in batches and runs the periodic sweeps; one per deployment."""
+    """Consumes receipts and state in batches and runs the outbox and the sweeps, while it holds the lease."""
 
-    def __init__(self, platform: Platform) -> None:
+    def __init__(self, platform: Platform, lease: WorkerLease | None = None) -> None:
         self.platform = platform
+        self.lease = lease or WorkerLease.for_platform(platform)
+        self.started = threading.Event()
+        self.lost = threading.Event()  # set when the lease was lost: the process must stop working
+        self._standby: threading.Thread | None = None
+        self._halt = threading.Event()  # stop waiting for (or watching) the lease
         self.inbox: queue.Queue[tuple[str, Any]] = queue.Queue()
         self._stop = threading.Event()
         self._writer = threading.Thread(target=self._write_loop, name="receipt-writer", daemon=True)
@@ -59,10 +69,36 @@ class Worker:
         self._push_state = schedule_push.PushState()
         self._transport: Any = None
         self._time_transport: Any = None
+        self._started_at = time.time()
+
+    def start_when_leased(self) -> None:
+        """Wait for the lease on a thread of its own, then start; returns at once."""
+        self._standby = threading.Thread(target=self._take_over, name="worker-lease", daemon=True)
+        self._standby.start()
+
+    def _take_over(self) -> None:
+        if not self.lease.acquire(self._halt):
+            return
+        try:
+            self.start()
+        except Exception:
+            logger.exception("the worker could not start")
+            self.lost.set()
+            return
+        while not self._halt.wait(self.lease.poll_s):
+            if not self.lease.held:
+                logger.error("worker lease lost: this worker stops working")
+                self.lost.set()
+                self._stop_working()
+                return
 
     def start(self) -> None:
-        """Connect to the broker, subscribe to receipts and state, start the sweeps."""
+        """Connect to the broker, subscribe to receipts and state, start the outbox and sweeps (lease held)."""
+        if not self.lease.try_acquire():
+            raise RuntimeError("another worker holds the lease")
+        alert_feeds.parse_feeds(str(self.platform.settings["ALERT_FEEDS"]))  # a malformed setting stops the start
         # A fixed id and a persistent session: receipts sent while the worker restarts wait at the broker.
+        # Only the lease holder connects with it, so two workers never take the id from each other.
         prefix = self.platform.settings["TOPIC_PREFIX"]
         self._transport = open_transport(self.platform, f"vb-worker-{prefix}", clean_session=False)
         self._consumer = ReceiptConsumer(
@@ -71,6 +107,7 @@ class Worker:
             on_receipt=lambda r: self.inbox.put(("receipt", r)),
             on_state=lambda s: self.inbox.put(("state", s)),
         )
+        # Messages the resumed session delivers before these handlers exist are buffered by the transport.
         self._consumer.start()
         # Time requests get a connection of their own: on the receipts' connection they would queue behind
         # a fleet's burst of receipts and states, and a late reply is a useless clock sample.
@@ -79,10 +116,13 @@ class Worker:
         self._time.start()
         self._writer.start()
         for job, every_s, ident in (
-            (partial(republish, self.platform), 2, "republish"),
+            (partial(outbox, self.platform), 1, "outbox"),
             (partial(sweep, self.platform), 5, "sweep"),
+            (partial(schedule_jobs.run_due, self.platform, lease=self.lease), schedule_jobs.RUN_EVERY_S, "schedules"),
             (self._push_schedules, self.platform.settings["SCHEDULE_PUSH_S"], "schedule-push"),
             (self._reload_key, 10, "reload-key"),
+            (self._beat, HEARTBEAT_S, "heartbeat"),
+            (partial(alert_feeds.poll_due, self.platform), ALERT_FEEDS_CHECK_S, "alert-feeds"),
         ):
             # One run of a job at a time; runs missed while it was busy are coalesced into one.
             self._scheduler.add_job(
@@ -95,8 +135,15 @@ class Worker:
                 max_instances=1,
                 coalesce=True,
             )
+        self._started_at = time.time()
+        self._beat()  # /readyz turns green as soon as the worker works, not one period later
         self._scheduler.start()
+        self.started.set()
         logger.info("worker started on %s", self.platform.mqtt_url)
+
+    def _beat(self) -> None:
+        """Record this worker's heartbeat (read by /readyz, /metrics and the console's banner)."""
+        self.platform.db.run(lambda session: health.beat(session, started_at=self._started_at))
 
     def _push_schedules(self) -> None:
         """Send changed schedule snapshots (and all of them to speakers that just came back online)."""
@@ -111,19 +158,31 @@ class Worker:
                 logger.info("time replies now signed with %s", key.key_id)
 
     def stop(self) -> None:
-        """Stop consuming, flush what arrived, and disconnect."""
-        self._scheduler.shutdown(wait=True)
+        """Stop consuming, flush what arrived, disconnect (the broker keeps the session), give the lease up."""
+        self._halt.set()
+        if self._standby is not None and self._standby is not threading.current_thread():
+            self._standby.join(timeout=10)
+        self._stop_working()
+        self.lease.release()
+        self.platform.close()
+
+    def _stop_working(self) -> None:
+        """Stop the jobs and the consumer, apply what arrived, and disconnect (the broker keeps the session)."""
+        if self._scheduler.running:
+            self._scheduler.shutdown(wait=True)
         if self._time is not None:
             self._time.stop()
+        # Disconnect before the consumer stops: a receipt that reached this client after the consumer stopped
+        # would still be acknowledged to the broker, and lost; once disconnected the broker keeps it queued.
+        for transport in (self._time_transport, self._transport):
+            if transport is not None:
+                transport.close()
+        self._time_transport = self._transport = None
         if self._consumer is not None:
             self._consumer.stop()
         self._stop.set()
         if self._writer.is_alive():
             self._writer.join(timeout=10)
-        for transport in (self._time_transport, self._transport):
-            if transport is not None:
-                transport.close()
-        self.platform.close()
 
     def _write_loop(self) -> None:
         while not self._stop.is_set() or not self.inbox.empty():
@@ -169,18 +228,59 @@ class Worker:
 
 
 def republish(platform: Platform) -> None:
-    """Send again, as new commands, those a web worker could not publish (broker down), until they expire.
+    """Publish the commands a web worker could not (it died, or the broker was down), until they expire.
 
-    A retry gets a new id and sequence number: if the first copy did reach a speaker after all, the second is
-    an already-played broadcast, not a replay that would raise a security alarm.
+    A command goes out as it is (same id and sequence: speakers play an id at most once); one so old that it
+    may have left the speakers' anti-replay window is superseded by a new command with the same content
+    (speakers also never start a broadcast id twice).
     """
     with platform.db.transaction() as session:
-        retries = [commands.supersede(session, old) for old in commands.unpublished(session, older_than_s=2)]
-    if not retries:
+        top = commands.top_seq(session)
+        ready = []
+        for old in commands.unpublished(session, older_than_s=2):
+            ready.append(commands.supersede(session, old) if commands.too_old(old, top) else old)
+    if not ready:
         return
     messenger = platform.messenger()
-    for command in retries:
-        commands.send(platform.db, messenger, command)
+    for command in ready:
+        commands.send(platform.db, messenger, command, first_resend_s=platform.settings["RESEND_FIRST_S"])
+
+
+def resend(platform: Platform, now: float | None = None) -> int:
+    """Send each command again to every targeted speaker that has not acknowledged it yet (a few queries).
+
+    Returns the number of speakers re-sent to. Expired commands are never sent again: their deliveries
+    end at expiry instead.
+    """
+    now = time.time() if now is None else now
+    settings = platform.settings
+    with platform.db.transaction() as session:
+        due = commands.due_resends(session, now)
+        if not due:
+            return 0
+        live = commands.live_commands(session, {broadcast for _, _, broadcast, _ in due}, now)
+        top = commands.top_seq(session)
+        for broadcast_id, command in list(live.items()):
+            if commands.too_old(command, top):  # would be out of the speakers' window: a new command instead
+                new = commands.supersede(session, command)
+                new.published_at, new.topics, new.attempts = now, [], 1
+                live[broadcast_id] = new
+        sendable = [row for row in due if row[2] in live]
+        # Every due row moves on, even one with nothing to send, so it cannot crowd the next pass.
+        commands.schedule_next(session, due, now, first_s=settings["RESEND_FIRST_S"], max_s=settings["RESEND_MAX_S"])
+    speakers_of: dict[int, list[str]] = {}
+    for _, speaker_id, broadcast_id, _ in sendable:
+        speakers_of.setdefault(broadcast_id, []).append(speaker_id)
+    messenger = platform.messenger()
+    for broadcast_id, speaker_ids in sorted(speakers_of.items()):
+        messenger.resend(live[broadcast_id], speaker_ids)
+    return len(sendable)
+
+
+def outbox(platform: Platform) -> None:
+    """One outbox pass: publish what was never published, then re-send what was not acknowledged."""
+    republish(platform)
+    resend(platform)
 
 
 def sweep(platform: Platform) -> None:

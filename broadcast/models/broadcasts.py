@@ -14,6 +14,7 @@ PRIORITIES = ("emergency", "urgent", "normal", "background")
 
 # Delivery states; the terminal ones never change again.
 DELIVERY_STATES = (
+    "held",  # approvals: recorded, waiting for an approver (先审后播); no command yet
     "queued",
     "sent",
     "acknowledged",
@@ -64,6 +65,9 @@ class Delivery(Base):
     acknowledged_at: Mapped[float | None] = mapped_column(Float, default=None)
     started_at: Mapped[float | None] = mapped_column(Float, default=None)
     finished_at: Mapped[float | None] = mapped_column(Float, default=None)
+    # The outbox: a sent delivery its speaker has not acknowledged is re-sent to the speaker's own topic.
+    resends: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    next_resend_at: Mapped[float | None] = mapped_column(Float, default=None, index=True)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
     broadcast: Mapped[Broadcast] = relationship(back_populates="deliveries")

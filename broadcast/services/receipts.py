@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from broadcast.models import STATE_ORDER, TERMINAL_STATES, Broadcast, Command, Delivery, Speaker, utcnow
+from broadcast.models import STATE_ORDER, TERMINAL_STATES, Broadcast, Clip, Command, Delivery, Speaker, utcnow
 from broadcast.services import audit
 
 logger = logging.getLogger(__name__)
@@ -27,6 +27,17 @@ EVENT_STATE = {
     "refused": "failed",  # a rule on the device said no (quiet hours); the reason says which
     "stopped": "failed",  # cancelled by a stop command
 }
+
+
+# A rejection that only says "you sent this before": the speaker has the command, the delivery goes on.
+DUPLICATE_REASONS = frozenset({"replayed", "duplicate"})
+# A delivery still `playing` this long after its broadcast expired will never report its end.
+PLAYING_GRACE_S = 120.0
+# An acknowledged or playing delivery whose next receipt is this late after the play should have ended is
+# asked again (the outbox re-sends the command; the speaker answers a known id with its latest receipt):
+# receipts can be lost when the broker dies, or when speakers reconnect before the worker has subscribed again.
+QUERY_AFTER_S = 10.0
+REPEAT_GAP_S = 2.0  # the speakers' default gap between repeats (play commands name none)
 
 
 @dataclass(frozen=True)
@@ -101,8 +112,8 @@ def apply_receipt(session: Session, receipt: ReceiptIn, deliveries: dict[Deliver
     if delivery is None:
         logger.info("receipt for unknown delivery %s/%s", receipt.broadcast_id, receipt.speaker_id)
         return False
-    if state == "rejected" and delivery.state not in ("queued", "sent"):
-        return False  # a duplicate of a command already accepted: the first answer stands
+    if state == "rejected" and (delivery.state not in ("queued", "sent") or receipt.reason in DUPLICATE_REASONS):
+        return False  # a copy of a command already accepted (a re-send): the first answer stands
     if not _advances(delivery.state, state):
         return False
     delivery.state = state
@@ -113,9 +124,22 @@ def apply_receipt(session: Session, receipt: ReceiptIn, deliveries: dict[Deliver
         delivery.acknowledged_at = receipt.at
     elif state == "playing":
         delivery.started_at = receipt.at
+    if state in ("acknowledged", "playing"):
+        delivery.next_resend_at = _query_at(session, delivery, state, receipt.at)
     elif state in TERMINAL_STATES and state != "rejected":
         delivery.finished_at = receipt.at
     return True
+
+
+def _query_at(session: Session, delivery: Delivery, state: str, at: float) -> float | None:
+    """When to ask an acknowledged or playing speaker again: a while after its play should have ended."""
+    item = session.get(Broadcast, delivery.broadcast_id)
+    clip = session.get(Clip, item.clip_id) if item is not None else None
+    if item is None or clip is None:
+        return None
+    play_s = clip.duration_ms / 1000 * item.repeat + REPEAT_GAP_S * (item.repeat - 1)
+    begin = max(item.start_at, at) if state == "acknowledged" else at
+    return begin + play_s + QUERY_AFTER_S
 
 
 def apply_state(session: Session, speaker_id: str, fields: dict[str, Any]) -> str | None:
@@ -156,12 +180,25 @@ def mark_stale_offline(session: Session, offline_after_s: int) -> int:
 
 
 def expire_deliveries(session: Session, now: float) -> int:
-    """Deliveries whose command expired without the speaker playing it are missed."""
+    """End every delivery of an expired broadcast that has not ended, with the reason; nothing waits for ever.
+
+    Never acknowledged (offline through the whole window, despite the re-sends): `missed`,
+    `offline_through_window`. Acknowledged but never started: `missed`, `no_receipt_after_ack`. Still
+    playing long after the expiry: `failed`, `no_final_receipt`.
+    """
     expired = select(Broadcast.id).where(Broadcast.expires_at < now, Broadcast.status != "done")
-    result = session.execute(
-        update(Delivery)
-        .where(Delivery.broadcast_id.in_(expired), Delivery.state.in_(("queued", "sent", "acknowledged")))
-        .values(state="missed", reason="offline_or_no_receipt")
-        .execution_options(synchronize_session=False)
-    )
-    return int(getattr(result, "rowcount", 0) or 0)
+    long_expired = select(Broadcast.id).where(Broadcast.expires_at < now - PLAYING_GRACE_S, Broadcast.status != "done")
+    changed = 0
+    for states, source, state, reason in (
+        (("queued", "sent"), expired, "missed", "offline_through_window"),
+        (("acknowledged",), expired, "missed", "no_receipt_after_ack"),
+        (("playing",), long_expired, "failed", "no_final_receipt"),
+    ):
+        result = session.execute(
+            update(Delivery)
+            .where(Delivery.broadcast_id.in_(source), Delivery.state.in_(states))
+            .values(state=state, reason=reason, next_resend_at=None)
+            .execution_options(synchronize_session=False)
+        )
+        changed += int(getattr(result, "rowcount", 0) or 0)
+    return changed

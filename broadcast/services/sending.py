@@ -30,14 +30,28 @@ def hold_lead(item: Broadcast, lead_s: float, now: float | None = None) -> None:
         item.expires_at += late
 
 
-def send_broadcast(session: Session, platform: Platform, item: Broadcast) -> bool:
-    """Commit the broadcast with its command first (nothing is lost if the broker is down), then publish."""
+def send_broadcast(session: Session, platform: Platform, item: Broadcast, *, inline: bool = True) -> bool:
+    """Commit the broadcast with its command first (nothing is lost if the broker is down), then publish.
+
+    `inline=False` keeps a small emergency clip out of the command (the attention tone: speakers hold it).
+    """
+    if item.status == "pending_approval":  # approvals hook: nothing is issued until an approver says yes
+        session.commit()
+        return False
     clip = session.get(Clip, item.clip_id)
     assert clip is not None
     settings = platform.settings
     hold_lead(item, settings["START_LEAD_MS"] / 1000)
+    store = platform.media_store
+    inline = inline and item.priority in commands.INLINE_PRIORITIES and store.exists(clip.sha256)
     body = commands.play_body(
-        item, clip, secret=settings["SECRET_KEY"], public_url=platform.public_url, url_ttl_s=settings["MEDIA_URL_TTL_S"]
+        item,
+        clip,
+        secret=settings["SECRET_KEY"],
+        public_url=platform.public_url,
+        url_ttl_s=settings["MEDIA_URL_TTL_S"],
+        media_file=store.path(clip.sha256) if inline else None,
+        inline_max_bytes=settings["INLINE_MEDIA_MAX_BYTES"],
     )
     command = commands.issue(
         session, kind="play", body=body, targets=item.wire_targets, expires_at=item.expires_at, broadcast_id=item.id
@@ -48,6 +62,6 @@ def send_broadcast(session: Session, platform: Platform, item: Broadcast) -> boo
     except Exception as exc:  # no broker right now: the worker publishes it when the broker is back
         logger.warning("broker unavailable, broadcast %s waits for the worker: %s", item.id, exc)
         return False
-    sent = commands.send(platform.db, messenger, command)
+    sent = commands.send(platform.db, messenger, command, first_resend_s=settings["RESEND_FIRST_S"])
     session.refresh(item)
     return sent

@@ -1,19 +1,165 @@
-"""The worker's pieces on a real broker: republishing after an outage, receipts moving deliveries forward only."""
+"""The worker on a real broker with real processes: restarts lose nothing, receipts only move deliveries forward."""
 
 from __future__ import annotations
 
-import time
+import secrets
+import signal
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy import select
 
-from broadcast.models import Broadcast, Command, Delivery
+from broadcast.models import Broadcast, Delivery, Speaker
 from broadcast.services import receipts
 from broadcast.services.receipts import ReceiptIn
-from broadcast.worker import republish
 from tests.broadcast.conftest import HUANGSHA, auth, seed_county
 from tests.conftest import free_port, make_app
+from tests.e2e.procs import Proc, exe, timeline, wait_for
+
+AGENT = "spk-42122410420101-1"
+
+
+@dataclass
+class Server:
+    """A deployment without `broadcast run`: an embedded broker and the web app in this process, and
+    `broadcast worker` and `speaker-agent` as real processes started and killed by the test."""
+
+    tmp: Path
+    app: Any
+    broker: Any
+    web: Any
+    env: dict[str, str]
+    token: str
+    procs: list[Proc] = field(default_factory=list)
+
+    @property
+    def platform(self) -> Any:
+        """The web tier's platform."""
+        return self.app.extensions["platform"]
+
+    def worker(self, name: str = "worker", **env: str) -> Proc:
+        """Start a `broadcast worker` process."""
+        proc = Proc([exe("broadcast"), "worker"], self.tmp / f"{name}.log", env={**self.env, **env})
+        self.procs.append(proc)
+        return proc
+
+    def agent(self, speaker_id: str) -> Proc:
+        """Provision a speaker and start a real agent for it, writing what it plays to a file sink."""
+        from broadcast.services import provisioning
+
+        with self.platform.db.transaction() as session:
+            config = provisioning.provision(session, self.platform, speaker_id, state_root=self.tmp / "agents")
+        path = self.tmp / f"{speaker_id}.json"
+        path.write_text(config.to_json())
+        proc = Proc(
+            [exe("speaker-agent"), "run", "--config", str(path), "--sink", str(self.sink(speaker_id))],
+            self.tmp / f"{speaker_id}.log",
+        )
+        self.procs.append(proc)
+        return proc
+
+    def sink(self, speaker_id: str) -> Path:
+        """Where a speaker's file sink writes."""
+        return self.tmp / "sinks" / speaker_id
+
+    def broadcast(self, **fields: Any) -> int:
+        """A notice to the township through the API; returns the broadcast id."""
+        client = self.app.test_client()
+        clip = client.post("/api/v1/clips", json={"text": "请注意。"}, headers=auth(self.token)).get_json()
+        body = {"clip_id": clip["id"], "targets": [HUANGSHA], **fields}
+        created = client.post("/api/v1/broadcasts", json=body, headers=auth(self.token))
+        assert created.status_code == 201, created.get_json()
+        return int(created.get_json()["id"])
+
+    def delivery(self, broadcast_id: int, speaker_id: str) -> Delivery:
+        """One delivery as the database has it now."""
+        with self.platform.db.transaction() as session:
+            query = select(Delivery).where(Delivery.broadcast_id == broadcast_id, Delivery.speaker_id == speaker_id)
+            return session.scalars(query).one()
+
+    def online(self, speaker_id: str) -> bool:
+        """What the worker recorded of a speaker's connection."""
+        with self.platform.db.transaction() as session:
+            speaker = session.get(Speaker, speaker_id)
+            return bool(speaker and speaker.online)
+
+
+def server_stack(tmp: Path, database_url: str, **settings: Any) -> Server:
+    """Start the broker and the web tier; the caller starts workers and agents."""
+    from waitress.server import create_server
+
+    from speakers.broker import EmbeddedBroker
+
+    broker = EmbeddedBroker("127.0.0.1", free_port())
+    broker.start()
+    web_port = free_port()
+    values = {
+        "DATABASE_URL": database_url,
+        "MQTT_URL": broker.url,
+        "TOPIC_PREFIX": "wk" + secrets.token_hex(4),
+        "PUBLIC_URL": f"http://127.0.0.1:{web_port}",
+        "QUIET_HOURS": "",
+        "TTS_ENGINES": "espeak",
+        "MQTT_TIMEOUT_S": "3",
+        "START_LEAD_MS": "1500",
+        "LEASE_POLL_S": "0.5",
+        **{k: str(v) for k, v in settings.items()},
+    }
+    instance = tmp / "instance"
+    app = make_app(instance, database_url, **values)
+    token = seed_county(app)["admin"]
+    web = create_server(app, host="127.0.0.1", port=web_port, threads=4)
+    threading.Thread(target=web.run, name="test-web", daemon=True).start()
+    env = {"BROADCAST_INSTANCE": str(instance), **{f"BROADCAST_{k}": str(v) for k, v in values.items()}}
+    return Server(tmp, app, broker, web, env, token)
+
+
+def stop_stack(server: Server) -> None:
+    """Stop every process, the web server and the broker."""
+    for proc in reversed(server.procs):
+        proc.stop(signal.SIGKILL if proc.alive() and proc.args[1] == "worker" else signal.SIGTERM)
+    server.web.close()
+    server.platform.close()
+    server.broker.stop()
+
+
+@pytest.fixture
+def server(tmp_path: Path, sqlite_url: str) -> Iterator[Server]:
+    """The stack on SQLite."""
+    stack = server_stack(tmp_path, sqlite_url)
+    yield stack
+    stop_stack(stack)
+
+
+@pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "sigkill"])
+def test_receipts_sent_while_the_worker_is_down_are_not_lost(server: Server, how: int) -> None:
+    server.agent(AGENT)
+    worker = server.worker()
+    wait_for(lambda: server.online(AGENT), 60, "the worker to see the agent online")
+    # Negative check first: with the worker up, a notice ends finished.
+    first = server.broadcast()
+    wait_for(lambda: server.delivery(first, AGENT).state == "finished", 60, "the first notice to finish")
+    worker.stop(how)
+    assert not worker.alive()
+    second = server.broadcast()
+
+    def played() -> bool:
+        return any(
+            e["event"] == "finished" and e.get("broadcast_id") == str(second) for e in timeline(server.sink(AGENT))
+        )
+
+    wait_for(played, 60, "the agent to play while the worker is down")
+    assert server.delivery(second, AGENT).state == "sent"  # nobody has read its receipts yet
+    server.worker("worker-again")
+    wait_for(lambda: server.delivery(second, AGENT).state == "finished", 60, "the queued receipts to be applied")
+    with server.platform.db.transaction() as session:
+        item = session.get(Broadcast, second)
+        assert item is not None
+        assert item.status in ("playing", "done")
 
 
 def _broadcast(app: Any, tokens: dict[str, str]) -> int:
@@ -24,50 +170,6 @@ def _broadcast(app: Any, tokens: dict[str, str]) -> int:
     )
     assert created.status_code == 201
     return created.get_json()["id"]
-
-
-def test_commands_the_broker_missed_are_sent_again_as_new_commands(tmp_path: Path, sqlite_url: str) -> None:
-    from speakers.broker import EmbeddedBroker
-    from speakers.transport import connect
-
-    port = free_port()
-    app = make_app(tmp_path / "i", sqlite_url, MQTT_URL=f"mqtt://127.0.0.1:{port}", TOPIC_PREFIX="rp")
-    platform = app.extensions["platform"]
-    broker = EmbeddedBroker("127.0.0.1", port)
-    try:
-        tokens = seed_county(app)
-        broadcast_id = _broadcast(app, tokens)  # broker down: recorded, not sent
-        with platform.db.transaction() as session:
-            first = session.scalars(select(Command)).one()
-            assert first.published_at is None
-        broker.start()
-        got: list[bytes] = []
-        listener = connect(broker.url, client_id="listener")
-        listener.subscribe(f"rp/cmd/region/{HUANGSHA}", lambda m: got.append(m.payload), qos=1)
-        time.sleep(5.2)  # past the web tier's short back-off after a failed connection
-        republish(platform)
-        deadline = time.time() + 5
-        while not got and time.time() < deadline:
-            time.sleep(0.05)
-        listener.close()
-        assert len(got) == 1
-        with platform.db.transaction() as session:
-            rows = session.scalars(select(Command).order_by(Command.seq)).all()
-            assert len(rows) == 2
-            old, new = rows
-            assert old.superseded_by == new.seq
-            assert old.published_at is None
-            assert new.published_at is not None
-            assert new.command_id != old.command_id
-            assert new.body == old.body
-            states = set(session.scalars(select(Delivery.state).where(Delivery.broadcast_id == broadcast_id)))
-            assert states == {"sent"}
-        republish(platform)  # nothing left to retry
-        with platform.db.transaction() as session:
-            assert len(session.scalars(select(Command)).all()) == 2
-    finally:
-        broker.stop()
-        platform.close()
 
 
 def test_receipts_only_move_deliveries_forward(app: Any, tokens: dict[str, str]) -> None:
