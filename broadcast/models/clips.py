@@ -35,5 +35,7 @@ class Clip(Base):
     tts_key: Mapped[str | None] = mapped_column(String(64), unique=True, default=None)
     waveform: Mapped[list | None] = mapped_column(JSON, default=None)
     warnings: Mapped[list | None] = mapped_column(JSON, default=None)
+    tags: Mapped[list | None] = mapped_column(JSON, default=None)  # the clip library's labels (普法, 防火...)
+    retired_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)  # hidden from new schedules
     created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"), default=None)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

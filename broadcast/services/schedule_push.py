@@ -15,7 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from broadcast.models import Broadcast, Clip, Delivery
-from broadcast.services import commands
+from broadcast.services import alert_tone, commands
 
 if TYPE_CHECKING:
     from broadcast.platform import Platform
@@ -92,6 +92,10 @@ def push(platform: Platform, state: PushState, *, now: float | None = None) -> i
         if not fresh or speaker_id in state.resync:
             due.append((speaker_id, entries, digest))
     state.resync.clear()
+    keep: list[dict[str, Any]] = []  # alerts helper: media every speaker must hold (the attention tone)
+    if due:
+        with platform.db.transaction() as session:
+            keep = alert_tone.keep_list(session, platform, now=now)
     for start in range(0, len(due), SEQ_BATCH):
         batch = due[start : start + SEQ_BATCH]
         with platform.db.transaction() as session:
@@ -104,6 +108,7 @@ def push(platform: Platform, state: PushState, *, now: float | None = None) -> i
                         "generated_at": now,
                         "valid_until": now + VALID_S,
                         "items": entries,
+                        **({"keep": keep} if keep else {}),  # alerts helper: the attention tone, pinned
                     },
                     targets=[f"speaker:{speaker_id}"],
                     expires_at=now + VALID_S,
