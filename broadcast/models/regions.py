@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, Boolean, Float, ForeignKey, Integer, String
+from sqlalchemy import JSON, Boolean, Float, ForeignKey, Integer, String, false
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from broadcast.models.base import Base, UTCDateTime, utcnow
@@ -53,6 +53,12 @@ class Speaker(Base):
     rejected_count: Mapped[int] = mapped_column(Integer, default=0)
     schedule_synced_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)  # last snapshot acked
     state: Mapped[dict | None] = mapped_column(JSON, default=None)
+    # Inventory, from the installer's sheet (issue 10); a test speaker (演练终端) is for drills.
+    address: Mapped[str | None] = mapped_column(String(200), default=None)
+    notes: Mapped[str | None] = mapped_column(String(500), default=None)
+    sim_number: Mapped[str | None] = mapped_column(String(32), default=None)
+    test_speaker: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    retired_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     grid: Mapped[Region] = relationship()
