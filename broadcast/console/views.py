@@ -2,21 +2,28 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+import logging
+from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
-from flask import Blueprint, g, redirect, render_template, request, session, url_for
+from flask import Blueprint, Response, current_app, g, jsonify, redirect, render_template, request, session, url_for
+from flask_login import login_user, logout_user
 from sqlalchemy import select
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from werkzeug.wrappers import Response as BaseResponse
 
-from broadcast.errors import BroadcastError
-from broadcast.models import PRIORITIES, Broadcast, Clip, Speaker
-from broadcast.services import accounts, broadcasts, clips, fleet, regions
+from broadcast.errors import BroadcastError, is_shaped, status_of
+from broadcast.models import PRIORITIES, Broadcast, Clip, Speaker, User
+from broadcast.services import accounts, broadcasts, clips, fleet, history, regions
 from broadcast.services.sending import send_broadcast
 from broadcast.web.context import client_address, db, platform
 from broadcast.web.security import login_required
 from broadcast.web.views import speaker_json
 from media import list_voices
+from media.tts import ENGINES
+
+logger = logging.getLogger(__name__)
 
 console = Blueprint(
     "console", __name__, template_folder="templates", static_folder="static", static_url_path="/static/console"
@@ -24,6 +31,7 @@ console = Blueprint(
 
 PRIORITY_LABELS = {"emergency": "应急", "urgent": "紧急通知", "normal": "日常", "background": "背景"}
 STATE_LABELS = {
+    "held": "待审批",  # approvals: no command until approved
     "queued": "排队中",
     "sent": "已下发",
     "acknowledged": "已确认",
@@ -35,19 +43,30 @@ STATE_LABELS = {
     "rejected": "被终端拒绝",
 }
 STATUS_LABELS = {"scheduled": "定时待播", "sending": "下发中", "playing": "播放中", "done": "已完成"}
+STATUS_LABELS |= {"pending_approval": "待审批", "rejected": "已驳回"}  # approvals (先审后播)
 LEVEL_LABELS = {"county": "县", "township": "乡镇", "village": "村/社区", "grid": "网格"}
-WARNING_LABELS = {"media.clipped_input": "原始录音有明显削波（爆音），已尽量处理，建议重新录制。"}
+WARNING_LABELS = {
+    "media.clipped_input": "原始录音有明显削波（爆音），已尽量处理，建议重新录制。",
+    clips.VOICE_FALLBACK: "所选发音人暂时无法使用（在线语音合成连不上），已改用下面显示的发音人。可稍后重新试听。",
+    clips.CONTROL_REMOVED: "文字中的控制字符已删除。",
+}
+ENGINE_LABELS = {name: engine.label_zh for name, engine in ENGINES.items()}
+# Refusals that are not a mistake in the form: they keep their own page (and a 403 its audit entry).
+PAGE_ERRORS = {"forbidden", "unauthorized", "rate_limited"}
 
 
 @console.app_context_processor
 def labels() -> dict[str, Any]:
-    """Chinese labels every template may use."""
+    """Chinese labels, and the deployment's time zone, every template may use."""
+    zone = platform().timezone
     return {
         "PRIORITY_LABELS": PRIORITY_LABELS,
         "STATE_LABELS": STATE_LABELS,
         "STATUS_LABELS": STATUS_LABELS,
         "LEVEL_LABELS": LEVEL_LABELS,
         "WARNING_LABELS": WARNING_LABELS,
+        "TIMEZONE": zone.key,
+        "UTC_OFFSET_MIN": round((datetime.now(zone).utcoffset() or timedelta()).total_seconds() / 60),
         "current_user": g.get("user"),
     }
 
@@ -60,16 +79,45 @@ def localtime(value: str | None) -> str:
     return datetime.fromisoformat(value).astimezone(platform().timezone).strftime("%Y-%m-%d %H:%M")
 
 
-def _safe_next(target: str | None) -> str:
-    if target and target.startswith("/") and not target.startswith("//"):
-        return target
-    return url_for("console.compose")
+@console.app_template_filter("when")
+def when(value: datetime | float | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
+    """A stored time (an aware datetime, or unix seconds) shown in the deployment's time zone."""
+    if value is None or value == "":
+        return ""
+    if isinstance(value, datetime):
+        moment = value if value.tzinfo else value.replace(tzinfo=UTC)
+    else:
+        moment = datetime.fromtimestamp(float(value), UTC)
+    return moment.astimezone(platform().timezone).strftime(fmt)
+
+
+@console.app_template_filter("cut")
+def cut(value: str | None, limit: int = 40) -> str:
+    """Text shortened to LIMIT characters, with an ellipsis when something was cut."""
+    text = " ".join((value or "").split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def safe_next(target: str | None) -> str:
+    """Where to go after login: a page of this site (never another host), else the compose page."""
+    fallback = url_for("console.compose")
+    if not target or len(target) > 2000 or not target.startswith("/") or target.startswith(("//", "/\\")):
+        return fallback
+    if any(ord(ch) < 0x21 or ord(ch) == 0x7F or ch == "\\" for ch in target):
+        return fallback  # tabs, newlines and backslashes are how "/%09/evil.example" leaves the site
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc:
+        return fallback
+    try:
+        current_app.url_map.bind("").match(parts.path, method="GET")  # a page this site really has
+    except HTTPException:
+        return fallback
+    return target
 
 
 @console.route("/login", methods=["GET", "POST"])
-def login() -> str | BaseResponse:
-    """The login form; failures are counted and locked out across all workers."""
-    error = None
+def login() -> str | BaseResponse | tuple[str, int, dict[str, str]]:
+    """The login form; failures slow the (name, address) pair down with growing waits (429)."""
     if request.method == "POST":
         settings = platform().settings
         try:
@@ -82,20 +130,26 @@ def login() -> str | BaseResponse:
                 lock_seconds=settings["LOGIN_LOCK_S"],
             )
         except BroadcastError as exc:
-            error = exc.zh
-        else:
-            db().commit()
-            session.clear()
-            session.permanent = True
-            session["user_id"] = user.id
-            session["pw"] = user.password_hash[-12:]  # a password change ends every session
-            return redirect(_safe_next(request.args.get("next")))
-    return render_template("login.html", error=error)
+            if exc.kind == "rate_limited":
+                wait = str(exc.details.get("retry_after_s", 60))
+                return render_template("login.html", error=exc.zh), 429, {"Retry-After": wait}
+            return render_template("login.html", error=exc.zh)
+        db().commit()
+        session.clear()
+        session.permanent = True
+        login_user(user)
+        return redirect(safe_next(request.args.get("next")))
+    return render_template("login.html", error=None)
 
 
 @console.post("/logout")
 def logout() -> BaseResponse:
-    """End the session."""
+    """End the session here and on every other device: a copied cookie stops working too."""
+    user = g.get("user")
+    if user is not None:
+        accounts.end_sessions(db(), user, actor=user.username)
+        db().commit()
+    logout_user()
     session.clear()
     return redirect(url_for("console.login"))
 
@@ -113,33 +167,86 @@ def _tree_for(user_regions: list[Any]) -> list[dict[str, Any]]:
     return roots
 
 
+def _typed() -> dict[str, Any]:
+    """What the user typed and chose on the compose form, to put back into it after a refusal."""
+    form = request.form
+    return {
+        "text": form.get("text", ""),
+        "voice": form.get("voice", ""),
+        "rate": form.get("rate", ""),
+        "title": form.get("title", ""),
+        "clip_id": form.get("clip_id", ""),
+        "targets": set(form.getlist("targets")),
+        "priority": form.get("priority", ""),
+        "volume": form.get("volume", ""),
+        "repeat": form.get("repeat", ""),
+        "start_at": form.get("start_at", ""),
+        "tab": "upload" if "file" in request.files and request.files["file"].filename else form.get("tab", "text"),
+    }
+
+
+def _compose_page(typed: dict[str, Any] | None = None, error: dict[str, str] | None = None) -> str:
+    session_ = db()
+    p = platform()
+    clip = None
+    if typed and typed.get("clip_id"):
+        try:
+            clip = clips.get(session_, typed["clip_id"], g.user)  # the previewed clip is kept
+        except BroadcastError:
+            typed["clip_id"] = ""
+    voices = list_voices(p.media)
+    return render_template(
+        "compose.html",
+        tree=_tree_for(regions.visible_regions(session_, g.user)),
+        priorities=PRIORITIES,
+        voices=voices,
+        voice_labels={v.id: v.label for v in voices},
+        engine_labels=ENGINE_LABELS,
+        default_volume=p.settings["DEFAULT_VOLUME"],
+        max_text=p.media.max_text_chars,
+        max_upload_mb=p.settings["MAX_UPLOAD_MB"],
+        typed=typed or {},
+        chosen=(typed or {}).get("targets", set()),
+        kept_clip=clip,
+        error=error,
+    )
+
+
 @console.get("/")
 @login_required
 def compose() -> str:
     """Compose a notice: text or a recording, targets, priority, time."""
-    session_ = db()
-    p = platform()
-    tree = _tree_for(regions.visible_regions(session_, g.user))
-    return render_template(
-        "compose.html",
-        tree=tree,
-        priorities=PRIORITIES,
-        voices=list_voices(p.media),
-        default_volume=p.settings["DEFAULT_VOLUME"],
-        max_text=p.media.max_text_chars,
-        max_upload_mb=p.settings["MAX_UPLOAD_MB"],
-    )
+    return _compose_page()
 
 
 @console.post("/send")
 @login_required
-def send() -> BaseResponse:
-    """Make the clip and the broadcast, send it and show its progress."""
+def send() -> BaseResponse | tuple[str, int]:
+    """Make the clip and the broadcast and send it; a refusal shows on the same form with everything kept."""
+    try:
+        typed = _typed()
+    except RequestEntityTooLarge:  # the body was never read: nothing typed can be given back
+        limit = platform().settings["MAX_UPLOAD_MB"]
+        error = {"code": "too_large", "message": f"上传的文件太大（最大 {limit} MB），请换一个较小的文件。"}
+        return _compose_page(None, error), 413
+    try:
+        item = _make_and_send(typed)
+    except Exception as exc:
+        if not is_shaped(exc) or exc.kind in PAGE_ERRORS:  # type: ignore[attr-defined]
+            raise  # not a form mistake (no right to do this, too many tries, a bug): the error page says so
+        db().rollback()
+        logger.info("compose form refused: %s", exc.code)  # type: ignore[attr-defined]
+        error = {"code": exc.code, "message": exc.zh}  # type: ignore[attr-defined]
+        return _compose_page(typed, error), status_of(exc)  # type: ignore[arg-type]
+    return redirect(url_for("console.broadcast_page", broadcast_id=item.id))
+
+
+def _make_and_send(typed: dict[str, Any]) -> Broadcast:
     session_ = db()
     p = platform()
     upload = request.files.get("file")
-    if request.form.get("clip_id"):
-        clip = clips.get(session_, request.form["clip_id"], g.user)  # made and previewed on this page
+    if typed["clip_id"]:
+        clip = clips.get(session_, typed["clip_id"], g.user)  # made and previewed on this page
     elif upload is not None and upload.filename:
         clip = clips.from_upload(
             session_,
@@ -147,33 +254,41 @@ def send() -> BaseResponse:
             p.media,
             upload.stream,
             user=g.user,
-            title=request.form.get("title") or upload.filename[:100],
+            title=typed["title"].strip() or upload_title(upload.filename),
         )
     else:
         clip = clips.from_text(
             session_,
             p.media_store,
             p.media,
-            request.form.get("text", ""),
+            typed["text"],
             user=g.user,
-            voice=request.form.get("voice") or None,
-            rate=_rate(request.form.get("rate")),
+            voice=typed["voice"] or None,
+            rate=_rate(typed["rate"]),
+            title=typed["title"].strip() or None,
         )
     item = broadcasts.create(
         session_,
         g.user,
-        platform().rules,
+        p.rules,
         clip_id=clip.id,
         targets=request.form.getlist("targets"),
-        priority=request.form.get("priority") or None,
-        volume=request.form.get("volume") or None,
-        repeat=request.form.get("repeat") or None,
-        start_at=request.form.get("start_at") or None,
+        priority=typed["priority"] or None,
+        volume=typed["volume"] or None,
+        repeat=typed["repeat"] or None,
+        start_at=typed["start_at"] or None,
         source="console",
         address=client_address(),
     )
     send_broadcast(session_, p, item)
-    return redirect(url_for("console.broadcast_page", broadcast_id=item.id))
+    return item
+
+
+def upload_title(filename: str) -> str:
+    """A recording's title from its file name: no folders, no extension, at most 100 characters."""
+    name = filename.replace("\\", "/").rsplit("/", 1)[-1]
+    stem = name.rsplit(".", 1)[0] if "." in name.strip(".") else name
+    return (stem.strip() or name)[:100]
 
 
 def _rate(value: str | None) -> float:
@@ -187,13 +302,8 @@ def _rate(value: str | None) -> float:
 @console.get("/broadcasts")
 @login_required
 def broadcast_list() -> str:
-    """Recent broadcasts the user may see."""
-    session_ = db()
-    recent = session_.scalars(select(Broadcast).order_by(Broadcast.id.desc()).limit(100))
-    tree = regions.load_tree(session_)
-    items = [b for b in recent if broadcasts.visible(session_, b, g.user, tree)][:50]
-    rows = [(b, broadcasts.counts(session_, b.id), session_.get(Clip, b.clip_id)) for b in items]
-    return render_template("broadcasts.html", rows=rows)
+    """Recent broadcasts the user may see, with date, sender and counts."""
+    return render_template("broadcasts.html", rows=history.recent(db(), g.user))
 
 
 @console.get("/broadcasts/<int:broadcast_id>")
@@ -206,17 +316,38 @@ def broadcast_page(broadcast_id: int) -> str:
         s.id: s.name
         for s in session_.scalars(select(Speaker).where(Speaker.id.in_([d["speaker_id"] for d in data["deliveries"]])))
     }
-    return render_template("broadcast.html", b=data, names=names, clip=session_.get(Clip, data["clip_id"]))
+    item = session_.get(Broadcast, broadcast_id)
+    sender = history.sender_of(item, session_.get(User, item.created_by) if item and item.created_by else None)
+    clip = session_.get(Clip, data["clip_id"])
+    return render_template(
+        "broadcast.html",
+        b=data,
+        names=names,
+        clip=clip,
+        clip_label=history.clip_label(clip),
+        sender=sender,
+        voice_label=_voice_label(clip),
+    )
+
+
+def _voice_label(clip: Clip | None) -> str:
+    """The voice that really spoke a clip, in words ("晓晓（女声，温暖）· 在线神经网络合成（Edge）")."""
+    if clip is None or clip.source != "tts" or not clip.engine:
+        return ""
+    labels = {v.id: v.label for v in list_voices(platform().media)}
+    return f"{labels.get(clip.voice or '', clip.voice or '')} · {ENGINE_LABELS.get(clip.engine, clip.engine)}"
 
 
 def _speakers_for_user() -> list[dict[str, Any]]:
     session_ = db()
     tree = regions.load_tree(session_)
     scope = regions.user_scope(g.user)
+    playing = history.now_playing(session_)
     out = []
     for s in session_.scalars(select(Speaker).order_by(Speaker.grid_code, Speaker.id)):
         if regions.within(tree, s.grid_code, scope):
             row = speaker_json(s)
+            row["playing"] = playing.get(s.id) if s.online else None
             row["path"] = " / ".join(tree[c].name for c in reversed(regions.ancestors(tree, s.grid_code)))
             out.append(row)
     return out
@@ -230,3 +361,11 @@ def speakers_page() -> str:
     online = sum(1 for r in rows if r["online"])
     alarms = fleet.alarms(db(), g.user)
     return render_template("speakers.html", rows=rows, online=online, alarms=alarms, kinds=fleet.KIND_LABELS)
+
+
+@console.get("/speakers/live")
+@login_required
+def speakers_live() -> Response:
+    """What the speakers page refreshes itself from: online and now playing, by the same rules as the page."""
+    rows = _speakers_for_user()
+    return jsonify({"items": [{"id": r["id"], "online": r["online"], "playing": r["playing"]} for r in rows]})

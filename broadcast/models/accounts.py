@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any, ClassVar
 
-from sqlalchemy import Boolean, ForeignKey, Integer, String
+from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, event
 from sqlalchemy.orm import Mapped, mapped_column
 
 from broadcast.models.base import Base, UTCDateTime, utcnow
 
-ROLES = ("admin", "operator", "village_head", "viewer")
+ROLES = ("admin", "operator", "village_head", "viewer", "warning_source")  # warning_source: posts CAP alerts
 
 
 class User(Base):
@@ -25,6 +26,31 @@ class User(Base):
     display_name: Mapped[str | None] = mapped_column(String(100), default=None)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Every console session carries the epoch it was made in; bumping it (logout, new password, new role or
+    # region, disabling) ends all of the user's sessions at once, on every web worker.
+    session_epoch: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+
+    # What Flask-Login asks of a user object; the model itself stays free of Flask.
+    is_authenticated: ClassVar[bool] = True
+    is_anonymous: ClassVar[bool] = False
+
+    @property
+    def is_active(self) -> bool:
+        """Flask-Login: a disabled user cannot hold a session."""
+        return bool(self.active)
+
+    def get_id(self) -> str:
+        """Flask-Login: the session's user key, which changes whenever the user's sessions must end."""
+        return f"{self.id}:{self.session_epoch or 0}"
+
+
+def _end_sessions_on_change(target: User, value: Any, oldvalue: Any, _initiator: Any) -> None:
+    if target.id is not None and oldvalue is not value and oldvalue != value:
+        target.session_epoch = (target.session_epoch or 0) + 1
+
+
+for _attribute in (User.password_hash, User.role, User.region_code, User.active):
+    event.listen(_attribute, "set", _end_sessions_on_change, active_history=True)
 
 
 class ApiToken(Base):
@@ -42,9 +68,10 @@ class ApiToken(Base):
 
 
 class LoginAttempt(Base):
-    """A failed console login, kept to rate-limit guessing across all web workers."""
+    """A failed console login, kept to throttle guessing per (name, address) across all web workers."""
 
     __tablename__ = "login_attempts"
+    __table_args__ = (Index("ix_login_attempts_username_address", "username", "address"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     username: Mapped[str] = mapped_column(String(64), index=True)

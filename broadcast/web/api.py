@@ -7,20 +7,130 @@ import time
 from typing import Any
 
 from flask import Blueprint, Response, g, jsonify, request
-from sqlalchemy import select
 
-from broadcast.errors import BroadcastError
-from broadcast.models import Speaker
+from broadcast.errors import BroadcastError, not_found
+from broadcast.models import PRIORITIES
 from broadcast.services import broadcasts, clips, fleet, regions
 from broadcast.services.sending import send_broadcast
 from broadcast.web.context import client_address, db, platform
+from broadcast.web.openapi import ID_MAX, cached_document, declare
 from broadcast.web.security import api_auth, csrf
-from broadcast.web.views import clip_json, region_json, speaker_json
+from broadcast.web.views import clip_json, region_json
 from media import Wrap
 
 logger = logging.getLogger(__name__)
 api = Blueprint("api", __name__, url_prefix="/api/v1")
 csrf.exempt(api)
+
+NULLABLE_TEXT = {"type": ["string", "null"], "maxLength": 200}
+WRAP = {
+    "type": ["object", "null"],
+    "x-error-code": "invalid_wrap",
+    "properties": {
+        "chime_before": {"type": "boolean"},
+        "repeat": {"type": "integer", "minimum": 1, "maximum": 10},
+        "gap_s": {"type": "number", "minimum": 0, "maximum": 30},
+        "chime_after": {"type": "boolean"},
+        "attention_tone": {"type": "boolean"},
+    },
+}
+CLIP_BODY = {
+    "type": "object",
+    "required": ["text"],
+    "properties": {
+        "text": {"type": "string", "maxLength": 100000, "x-error-code": "text_required"},
+        "voice": {**NULLABLE_TEXT, "maxLength": 100, "x-error-code": "invalid_voice"},
+        "rate": {"type": "number", "minimum": 0.5, "maximum": 2.0, "x-error-code": "invalid_rate"},
+        "title": {**NULLABLE_TEXT, "x-error-code": "title_too_long"},
+        "wrap": WRAP,
+    },
+}
+CLIP_FORM = {
+    "type": "object",
+    "required": ["file"],
+    "properties": {
+        "file": {"type": "string", "contentEncoding": "binary"},
+        "title": {"type": "string", "maxLength": 200},
+        "wrap_chime_before": {"type": "boolean"},
+        "wrap_repeat": {"type": "integer", "minimum": 1, "maximum": 10},
+        "wrap_gap_s": {"type": "number", "minimum": 0, "maximum": 30},
+        "wrap_chime_after": {"type": "boolean"},
+        "wrap_attention_tone": {"type": "boolean"},
+    },
+}
+CLIP = {
+    "type": "object",
+    "required": ["id", "sha256", "format", "duration_ms", "url"],
+    "properties": {
+        "id": {"type": "integer"},
+        "sha256": {"type": "string"},
+        "format": {"type": "string"},
+        "duration_ms": {"type": "integer"},
+        "loudness_lufs": {"type": ["number", "null"]},
+        "true_peak_dbtp": {"type": ["number", "null"]},
+        "source": {"type": "string"},
+        "title": {"type": ["string", "null"]},
+        "text": {"type": ["string", "null"]},
+        "warnings": {"type": "array", "items": {"type": "string"}},
+        "url": {"type": "string"},
+    },
+}
+BROADCAST_BODY = {
+    "type": "object",
+    "required": ["clip_id", "targets"],
+    "properties": {
+        "clip_id": {
+            "type": ["integer", "string"],
+            "minimum": 1,
+            "maximum": ID_MAX,
+            "maxLength": 20,
+            "x-error-code": "not_found",
+        },
+        "targets": {
+            "type": "array",
+            "minItems": 1,
+            "maxItems": 10000,
+            "items": {"type": "string", "minLength": 1, "maxLength": 64},
+            "x-error-code": "targets_required",
+        },
+        "priority": {"enum": [*PRIORITIES, None], "x-error-code": "invalid_priority"},
+        "volume": {"type": ["integer", "null"], "minimum": 0, "maximum": 100, "x-error-code": "invalid_volume"},
+        "repeat": {"type": ["integer", "null"], "minimum": 1, "maximum": 100, "x-error-code": "invalid_repeat"},
+        "start_at": {
+            "type": ["string", "number", "null"],
+            "pattern": "^2[0-9]{3}-",
+            "maxLength": 40,
+            "minimum": 0,
+            "maximum": 4102444800,
+            "x-error-code": "invalid_start",
+        },
+    },
+}
+BROADCAST_CREATED = {
+    "type": "object",
+    "required": ["id", "status", "start_at"],
+    "properties": {"id": {"type": "integer"}, "status": {"type": "string"}, "start_at": {"type": "number"}},
+}
+BROADCAST = {
+    "type": "object",
+    "required": ["id", "status", "priority", "targets", "start_at", "counts", "deliveries"],
+    "properties": {
+        "id": {"type": "integer"},
+        "status": {"enum": ["scheduled", "sending", "playing", "done", "pending_approval", "rejected"]},
+        "priority": {"enum": list(PRIORITIES)},
+        "targets": {"type": "array", "items": {"type": "object", "required": ["id", "name"]}},
+        "start_at": {"type": "number"},
+        "counts": {"type": "object", "additionalProperties": {"type": "integer"}},
+        "deliveries": {"type": "array", "items": {"type": "object", "required": ["speaker_id", "state"]}},
+    },
+}
+ITEMS = {"type": "object", "required": ["items"], "properties": {"items": {"type": "array"}}}
+PAGE_QUERY = {
+    "region": {"type": "string", "maxLength": 64},
+    "state": {"type": "string", "maxLength": 32},
+    "page": {"type": "integer", "minimum": 1, "maximum": 100000},
+    "per_page": {"type": "integer", "minimum": 1, "maximum": 1000},
+}
 
 
 def _json_body() -> dict[str, Any]:
@@ -36,7 +146,14 @@ def _created(payload: dict[str, Any]) -> tuple[Response, int]:
     return jsonify(payload), 201
 
 
+@api.get("/openapi.json")
+def openapi_document() -> Response:
+    """The OpenAPI 3.1 document of this API (no token needed)."""
+    return jsonify(cached_document())
+
+
 @api.get("/time")
+@declare(public=True, response={"type": "object", "required": ["now"], "properties": {"now": {"type": "number"}}})
 def server_time() -> Response:
     """The server clock (unix seconds), for a speaker's clock-offset estimate; no token needed."""
     return jsonify({"now": time.time()})
@@ -76,6 +193,7 @@ def _form_wrap() -> Wrap | None:
 
 @api.post("/clips")
 @api_auth
+@declare(body=CLIP_BODY, form=CLIP_FORM, response=CLIP, status=201)
 def create_clip() -> tuple[Response, int]:
     """Make a clip from JSON {"text", "voice"?, "rate"?} or a multipart `file` upload."""
     session = db()
@@ -94,23 +212,17 @@ def create_clip() -> tuple[Response, int]:
             wrap=_form_wrap(),
         )
     else:
-        data = _json_body()
-        rate = data.get("rate", 1.0)
-        if isinstance(rate, bool) or not isinstance(rate, int | float) or not 0.5 <= rate <= 2.0:
-            raise BroadcastError("invalid_rate", "语速必须在 0.5 到 2.0 之间。", "rate must be between 0.5 and 2.0.")
-        voice = data.get("voice")
-        if voice is not None and not isinstance(voice, str):
-            raise BroadcastError("invalid_voice", "发音人无效。", "Invalid voice.")
+        data = _json_body()  # checked against CLIP_BODY already
         clip = clips.from_text(
             session,
             p.media_store,
             p.media,
             data.get("text"),
             user=g.user,
-            voice=voice,
-            rate=float(rate),
+            voice=data.get("voice"),
+            rate=float(data.get("rate", 1.0)),
             wrap=parse_wrap(data.get("wrap")),
-            title=data.get("title") if isinstance(data.get("title"), str) else None,
+            title=data.get("title"),
         )
     session.commit()
     return _created(clip_json(clip))
@@ -118,6 +230,7 @@ def create_clip() -> tuple[Response, int]:
 
 @api.get("/clips/<clip_id>")
 @api_auth
+@declare(response=CLIP)
 def get_clip(clip_id: str) -> Response:
     """One clip's measurements and URL."""
     return jsonify(clip_json(clips.get(db(), clip_id, g.user)))
@@ -125,6 +238,7 @@ def get_clip(clip_id: str) -> Response:
 
 @api.post("/broadcasts")
 @api_auth
+@declare(body=BROADCAST_BODY, response=BROADCAST_CREATED, status=201)
 def create_broadcast() -> tuple[Response, int]:
     """Broadcast a clip to regions and/or speakers, now or at `start_at`."""
     data = _json_body()
@@ -148,13 +262,21 @@ def create_broadcast() -> tuple[Response, int]:
 
 @api.get("/broadcasts/<broadcast_id>")
 @api_auth
+@declare(response=BROADCAST)
 def get_broadcast(broadcast_id: str) -> Response:
     """A broadcast's status and every speaker's delivery."""
-    return jsonify(broadcasts.view(db(), broadcast_id, g.user))
+    if not (broadcast_id.isascii() and broadcast_id.isdigit() and 0 < int(broadcast_id[:12]) <= ID_MAX):
+        raise not_found("播发任务", "Broadcast", broadcast_id[:40])  # no database integer holds it: unknown
+    session = db()
+    with session.no_autoflush:  # the rolled-up status is shown, never written: a read stays a read
+        shown = broadcasts.view(session, broadcast_id, g.user)
+    session.expunge_all()
+    return jsonify(shown)
 
 
 @api.get("/regions")
 @api_auth
+@declare(response=ITEMS)
 def list_regions() -> Response:
     """Regions the user may see."""
     return jsonify({"items": [region_json(r) for r in regions.visible_regions(db(), g.user)]})
@@ -162,21 +284,27 @@ def list_regions() -> Response:
 
 @api.get("/speakers")
 @api_auth
+@declare(query=PAGE_QUERY, response=ITEMS)
 def list_speakers() -> Response:
-    """Speakers in the user's region with their online state."""
-    session = db()
-    tree = regions.load_tree(session)
-    scope = regions.user_scope(g.user)
-    items = [
-        speaker_json(s)
-        for s in session.scalars(select(Speaker).order_by(Speaker.id))
-        if regions.within(tree, s.grid_code, scope)
-    ]
-    return jsonify({"items": items})
+    """Speakers in the user's region with their state: paginated, filtered by ?region= and ?state=."""
+    from broadcast.services import speaker_admin
+    from broadcast.web.admin_api import int_arg, speaker_admin_json
+
+    found = speaker_admin.list_page(
+        db(),
+        g.user,
+        region=request.args.get("region") or None,
+        state=request.args.get("state") or None,
+        page=int_arg("page", 1),
+        per_page=int_arg("per_page", 500),
+    )
+    items = [speaker_admin_json(s) for s in found.items]
+    return jsonify({"items": items, "total": found.total, "page": found.page, "per_page": found.per_page})
 
 
 @api.get("/alarms")
 @api_auth
+@declare(response=ITEMS)
 def list_alarms() -> Response:
     """Speakers that need a look: offline, never seen, failing their last plays, refusing commands."""
     items = [

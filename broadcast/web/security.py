@@ -1,36 +1,54 @@
-"""Authentication (console sessions, API bearer tokens), role checks, CSRF and security headers."""
+"""Authentication (console sessions via Flask-Login, API bearer tokens), CSRF and security headers."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from functools import wraps
 from typing import Any, TypeVar
 
 from flask import Flask, Response, g, redirect, request, session, url_for
+from flask_login import LoginManager, current_user
 from flask_wtf.csrf import CSRFProtect
 
-from broadcast.errors import BroadcastError
+from broadcast.errors import BroadcastError, forbidden
 from broadcast.models import User
 from broadcast.services import accounts
 from broadcast.web.context import db
 
+logger = logging.getLogger(__name__)
 F = TypeVar("F", bound=Callable[..., Any])
 csrf = CSRFProtect()
+login_manager = LoginManager()
+login_manager.session_protection = "basic"
 
+SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
+SELF_SERVICE = {"admin_api.change_password"}  # what a read-only viewer may still change: their own password
+READ_ONLY = forbidden("只读用户不能修改任何内容。", "A viewer has read-only access.")
 UNAUTHORIZED = BroadcastError(
     "unauthorized", "缺少或无效的访问令牌。", "Missing or invalid API token.", kind="unauthorized"
 )
 
 
+@login_manager.user_loader
+def load_user(key: str) -> User | None:
+    """The user of a session key "id:epoch", while the epoch is current (logout and changes bump it)."""
+    ident, _, epoch = key.partition(":")
+    if not (ident.isdigit() and epoch.isdigit()) or len(ident) > 10:
+        return None
+    user = db().get(User, int(ident))
+    if user is None or not user.active or user.get_id() != key:
+        return None
+    return user
+
+
 def _load_session_user() -> None:
-    user_id = session.get("user_id")
-    if user_id is None:
-        return
-    user = db().get(User, user_id)
-    if user is None or not user.active or session.get("pw") != user.password_hash[-12:]:
-        session.clear()
-        return
-    g.user = user
+    user = current_user._get_current_object()  # type: ignore[attr-defined]
+    if getattr(user, "is_authenticated", False):
+        g.user = user
+        g.auth_kind = "session"
+    elif "_user_id" in session:
+        session.clear()  # an ended session: forget it in the browser too
 
 
 def api_auth(view: F) -> F:
@@ -43,12 +61,16 @@ def api_auth(view: F) -> F:
             user = accounts.user_for_token(db(), header[7:].strip())
             if user is None:
                 raise UNAUTHORIZED
-            db().commit()
+            if db().dirty:
+                db().commit()  # last_used_at, at most once a minute: a read stays a read
             g.user = user
+            g.auth_kind = "token"
         elif g.get("user") is None:
             raise UNAUTHORIZED
-        elif request.method not in ("GET", "HEAD", "OPTIONS"):
+        elif request.method not in SAFE_METHODS:
             csrf.protect()  # the console calls the API with its session cookie: it must prove the origin
+        if g.user.role == "viewer" and request.method not in SAFE_METHODS and request.endpoint not in SELF_SERVICE:
+            raise READ_ONLY
         return view(*args, **kwargs)
 
     return wrapped  # type: ignore[return-value]
@@ -79,7 +101,8 @@ def _headers(response: Response) -> Response:
 
 
 def init_app(app: Flask) -> None:
-    """Install CSRF protection (forms), the session loader and the security headers."""
+    """Install CSRF protection (forms), Flask-Login's session loader and the security headers."""
     csrf.init_app(app)
+    login_manager.init_app(app)
     app.before_request(_load_session_user)
     app.after_request(_headers)
