@@ -12,10 +12,11 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
+from urllib.parse import unquote, urlparse, urlsplit, urlunsplit
 from zoneinfo import ZoneInfo
 
 from broadcast.db import Database
+from broadcast.services import audit_chain
 from broadcast.services.broadcasts import Rules
 from broadcast.services.quiet_hours import QuietHours
 from broadcast.settings import load_settings
@@ -23,6 +24,7 @@ from media import MediaConfig, MediaStore
 
 logger = logging.getLogger(__name__)
 BROKER_RETRY_S = 5.0
+SERVER_USER = "vb-server"  # the server's account on a broker whose files we write
 
 
 def write_private(path: Path, data: bytes) -> None:
@@ -56,6 +58,15 @@ def media_config(settings: dict[str, Any]) -> MediaConfig:
 EVERY_INTERFACE = ("0.0.0.0", "::", "")  # noqa: S104 - bind addresses, never connected to
 
 
+def without_credentials(url: str) -> str:
+    """The URL without any user:password@ part (what a speaker's configuration may carry)."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    netloc = parts.netloc.rpartition("@")[2]
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
 def connect_host(bind_host: str) -> str:
     """The address this machine connects to for a bind address."""
     return "127.0.0.1" if bind_host in EVERY_INTERFACE else bind_host
@@ -83,9 +94,12 @@ class Platform:
         media_dir.mkdir(parents=True, exist_ok=True)
         if not settings["SECRET_KEY"]:
             settings["SECRET_KEY"] = cls._secret_key(instance)
+        database = Database(settings["DATABASE_URL"])
+        # Every session carries the audit chain's key (derived from the secret key, which is not in the database).
+        database.sessions.configure(info={audit_chain.KEY_INFO: audit_chain.derive_key(settings["SECRET_KEY"])})
         return cls(
             settings=settings,
-            db=Database(settings["DATABASE_URL"]),
+            db=database,
             media_store=MediaStore(media_dir),
             media=media_config(settings),
             instance=instance,
@@ -109,6 +123,7 @@ class Platform:
             ttl_s=float(settings["COMMAND_TTL_S"]),
             default_volume=settings["DEFAULT_VOLUME"],
             max_repeat=settings["MAX_REPEAT"],
+            approval_required=settings["APPROVAL_REQUIRED"],  # approvals
         )
 
     @property
@@ -139,9 +154,12 @@ class Platform:
 
     @property
     def mqtt_url(self) -> str:
-        """The broker every process talks to: the external one, or the embedded one on this machine."""
+        """The broker every process talks to: the external one, or the embedded one on this machine.
+
+        Any user:password in MQTT_URL is left out (it may be logged); `broker_account()` gives the account.
+        """
         if self.settings["MQTT_URL"]:
-            return self.settings["MQTT_URL"]
+            return without_credentials(self.settings["MQTT_URL"])
         running = self._runtime().get("mqtt_url")
         if running:
             return running
@@ -157,26 +175,42 @@ class Platform:
         """True when this deployment runs its own broker (no external MQTT_URL)."""
         return not self.settings["MQTT_URL"]
 
+    @property
+    def server_password_file(self) -> Path:
+        """The server's broker password made for the embedded broker (0600, never in settings or logs)."""
+        return self.broker_dir / "server_password"
+
     def broker_account(self) -> tuple[str | None, str | None]:
-        """The server's broker account: from settings, or the one made for the embedded broker."""
+        """The server's broker account: from settings (or MQTT_URL's user:password), or the embedded broker's."""
         if self.settings["MQTT_USERNAME"]:
             return self.settings["MQTT_USERNAME"], self.settings["MQTT_PASSWORD"] or None
         if not self.embedded_broker:
+            parts = urlsplit(self.settings["MQTT_URL"])
+            if parts.username:
+                return unquote(parts.username), unquote(parts.password) if parts.password else None
             return None, None
-        path = self.broker_dir / "server_password"
+        path = self.server_password_file
         if not path.exists():
             write_private(path, secrets.token_urlsafe(24).encode())
-        return "vb-server", path.read_text().strip()
+        return SERVER_USER, path.read_text().strip()
+
+    def write_server_password(self, password: str) -> None:
+        """Replace the embedded broker's server password file (0600)."""
+        write_private(self.server_password_file, password.encode())
 
     @property
     def speaker_broker_url(self) -> str:
-        """The broker URL speakers are given (the embedded broker's public address when it runs here)."""
-        if self.settings["MQTT_URL"]:
-            return self.settings["MQTT_URL"]
-        host = self.settings["MQTT_HOST"]
-        if host in EVERY_INTERFACE:  # speakers reach the broker at the host the web is reached at
-            host = urlparse(self.public_url).hostname or "127.0.0.1"
-        return f"mqtt://{host}:{self._runtime().get('mqtt_port') or self.settings['MQTT_PORT']}"
+        """The broker URL speakers are given: SPEAKER_MQTT_URL, else derived; never with user:password in it."""
+        if self.settings["SPEAKER_MQTT_URL"]:
+            url = self.settings["SPEAKER_MQTT_URL"]
+        elif self.settings["MQTT_URL"]:
+            url = self.settings["MQTT_URL"]
+        else:
+            host = self.settings["MQTT_HOST"]
+            if host in EVERY_INTERFACE:  # speakers reach the broker at the host the web is reached at
+                host = urlparse(self.public_url).hostname or "127.0.0.1"
+            url = f"mqtt://{host}:{self._runtime().get('mqtt_port') or self.settings['MQTT_PORT']}"
+        return without_credentials(url)
 
     def messenger(self) -> Any:
         """This process's broker connection and command publisher, opened on first use (after any fork).

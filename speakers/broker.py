@@ -6,6 +6,7 @@ import asyncio
 import logging
 import threading
 import uuid
+import weakref
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from speakers.errors import SpeakerError, unavailable
 from speakers.mosquitto import parse_mosquitto_acl
 
 logger = logging.getLogger(__name__)
+SHUTDOWN_S = 5.0  # longest wait for amqtt's own shutdown before every connection is cut
 
 # amqtt and its state-machine library log every connection at INFO; quiet them unless the app chose a level
 for _name in ("amqtt", "transitions"):
@@ -52,12 +54,15 @@ class _Broker(Broker):
         super().__init__(config, loop=loop)
         self._subscriptions = _SnapshotDict()
         self.writers: set[asyncio.StreamWriter] = set()
+        # every connection's transport until it is really closed (one closing with unsent data is still open)
+        self.transports: weakref.WeakSet[asyncio.BaseTransport] = weakref.WeakSet()
 
     async def stream_connected(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, listener_name: str
     ) -> None:
         """Track every client connection, so shutdown can close the ones amqtt leaves open."""
         self.writers.add(writer)
+        self.transports.add(writer.transport)
         try:
             await super().stream_connected(reader, writer, listener_name)
         finally:
@@ -228,9 +233,14 @@ class EmbeddedBroker:
         try:
             loop.run_forever()
             if self._broker is not None:
-                loop.run_until_complete(self._broker.shutdown())
-                for writer in list(self._broker.writers):
-                    writer.close()
+                try:
+                    loop.run_until_complete(asyncio.wait_for(self._broker.shutdown(), SHUTDOWN_S))
+                except Exception as exc:  # a client that reads nothing can stall amqtt's shutdown
+                    logger.warning("embedded broker shutdown incomplete: %s", exc)
+                for transport in list(self._broker.transports):
+                    # abort, not close: close() waits until the client has read what is buffered for it, so
+                    # a slow or stalled client would stay connected (and think the broker alive) for ever
+                    transport.abort()
                 loop.run_until_complete(asyncio.sleep(0.05))  # let the transports finish closing
         finally:
             self._close_loop(loop)

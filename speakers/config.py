@@ -6,6 +6,7 @@ import dataclasses
 import json
 import logging
 import re
+import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from speakers.errors import SpeakerError
 
 logger = logging.getLogger(__name__)
 
+PEM_CERTIFICATE = "-----BEGIN CERTIFICATE-----"
 _HHMM = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-3]):([0-5]\d)$")
 
 
@@ -68,7 +70,8 @@ class AgentConfig:
     arm_lead_ms: int = 250  # how early a play is handed to the output before its start time
     clean_session: bool = False  # False: the broker queues QoS 1 commands while the speaker is offline
     keepalive_s: int = 30  # MQTT keepalive; the last will fires after about 1.5x this without traffic
-    ca_file: str | None = None  # CA bundle for mqtts:// and https:// (None = system CAs)
+    ca_file: str | None = None  # CA bundle on the device for mqtts:// and https:// (None = system CAs)
+    ca_cert: str | None = None  # trusted CA certificate(s) as PEM text, given at provisioning (with ca_file)
     max_clock_skew_s: float = 300.0  # a command issued further in the future than this is refused
     fetch_timeout_s: float = 30.0  # per HTTP request of the media cache
     rejected_reports_per_minute: int = 30  # rejected receipts sent at most this often (all are counted)
@@ -85,6 +88,27 @@ class AgentConfig:
         if not 0 <= self.max_volume <= 100 or not 0 <= self.default_volume <= 100:
             raise SpeakerError("speakers.bad_volume", "音量应在 0 到 100 之间。", "Volumes are 0 to 100.")
         parse_quiet_hours(self.quiet_hours)
+        if self.ca_cert is not None and PEM_CERTIFICATE not in self.ca_cert:
+            raise SpeakerError(
+                "speakers.bad_ca_cert",
+                "ca_cert 应为 PEM 格式的 CA 证书。",
+                "ca_cert must be a PEM CA certificate.",
+            )
+
+    def tls_context(self) -> ssl.SSLContext:
+        """The TLS context for mqtts:// and https://: verifies the peer against ca_cert/ca_file, else system CAs.
+
+        Raises:
+            SpeakerError: the CA file or certificate cannot be read.
+        """
+        try:
+            if self.ca_cert is None and self.ca_file is None:
+                return ssl.create_default_context()
+            return ssl.create_default_context(cafile=self.ca_file, cadata=self.ca_cert)
+        except (OSError, ssl.SSLError) as exc:
+            raise SpeakerError(
+                "speakers.bad_ca_cert", f"无法读取 CA 证书：{exc}", f"Cannot read the CA certificate: {exc}"
+            ) from exc
 
     def quiet_spans(self) -> list[tuple[int, int]]:
         """Quiet hours as minute spans."""

@@ -128,29 +128,47 @@ class ScheduledPlay:
 
 
 @dataclass(frozen=True)
+class KeepMedia:
+    """Media every speaker must hold and never evict while listed (the attention tone): fetched on receipt."""
+
+    sha256: str
+    media_url: str
+    duration_ms: int
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the JSON-ready entry."""
+        return {"sha256": self.sha256, "media_url": self.media_url, "duration_ms": self.duration_ms}
+
+
+@dataclass(frozen=True)
 class ScheduleSnapshot(Command):
-    """The speaker's upcoming plays (at least the next 24 h); replaces the previous snapshot."""
+    """The speaker's upcoming plays (at least the next 24 h) and the media it must keep; replaces the previous."""
 
     TYPE: ClassVar[str] = "schedule"
     snapshot_id: str
     generated_at: float
     valid_until: float
     items: tuple[ScheduledPlay, ...] = ()
+    keep: tuple[KeepMedia, ...] = ()  # optional on the wire: absent means "keep nothing in particular"
 
     def to_dict(self) -> dict[str, Any]:
-        """Return the JSON-ready `cmd` object."""
-        return {
+        """Return the JSON-ready `cmd` object (`keep` only when something is listed)."""
+        data: dict[str, Any] = {
             "snapshot_id": self.snapshot_id,
             "generated_at": self.generated_at,
             "valid_until": self.valid_until,
             "items": [item.to_dict() for item in self.items],
         }
+        if self.keep:
+            data["keep"] = [entry.to_dict() for entry in self.keep]
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ScheduleSnapshot:
         """Build from a schema-checked `cmd` object (items' plays are checked by the caller)."""
         items = tuple(ScheduledPlay(i["item_id"], Play.from_dict(i["play"])) for i in data["items"])  # type: ignore[arg-type]
-        return cls(data["snapshot_id"], data["generated_at"], data["valid_until"], items)
+        keep = tuple(KeepMedia(k["sha256"], k["media_url"], int(k["duration_ms"])) for k in data.get("keep") or ())
+        return cls(data["snapshot_id"], data["generated_at"], data["valid_until"], items, keep)
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,9 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "Listeners",
     "SpeakerAccess",
+    "broker_can_read",
     "mosquitto_conf_snippet",
+    "parse_listener",
     "parse_mosquitto_acl",
     "password_file_line",
     "password_hash",
@@ -32,6 +34,7 @@ __all__ = [
 ]
 
 PBKDF2_ITERATIONS = 101  # mosquitto_passwd's default for "$7$" hashes
+BROKER_GROUP = "mosquitto"  # the user and group a stock Mosquitto (Debian, the official images) runs as
 _USERNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,127}$")
 
 
@@ -105,6 +108,20 @@ def parse_mosquitto_acl(text: str) -> AclRules:
     return rules
 
 
+def parse_listener(text: str, *, default_bind: str | None = None) -> tuple[str | None, int]:
+    """Parse a listener given as `PORT` or `ADDRESS:PORT` (IPv6 as `[::1]:PORT`) into (bind, port)."""
+    value = text.strip()
+    bind, _, port_text = value.rpartition(":")
+    bind = bind.strip("[]") or default_bind
+    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise SpeakerError(
+            "speakers.bad_listener",
+            f"监听地址应写作 端口 或 地址:端口，而不是 {text!r}",
+            f"A listener is PORT or ADDRESS:PORT, not {text!r}",
+        )
+    return bind, int(port_text)
+
+
 @dataclass(frozen=True)
 class Listeners:
     """Where the generated Mosquitto configuration listens.
@@ -112,7 +129,8 @@ class Listeners:
     The server's listener (`server_bind`, default loopback) knows only the server's account and lets it use
     any client id (the worker's persistent `vb-worker-...` session). The speakers' listener knows only the
     speaker accounts and forces each connection's client id to its user name, so no account can take over
-    another's session; `tls_port` with `certfile`/`keyfile` adds the same for mqtts.
+    another's session; `tls_port` with `certfile`/`keyfile` adds the same for mqtts. `user` is the account a
+    Mosquitto started as root drops to (it must be able to read every generated file).
     """
 
     speaker_port: int = 1883
@@ -123,6 +141,25 @@ class Listeners:
     certfile: str | None = None
     keyfile: str | None = None
     cafile: str | None = None
+    tls_bind: str | None = None  # None = every address
+    user: str | None = BROKER_GROUP
+
+    def __post_init__(self) -> None:
+        if self.tls_port and not (self.certfile and self.keyfile):
+            raise SpeakerError(
+                "speakers.tls_incomplete",
+                "TLS 监听需要服务器证书文件和私钥文件。",
+                "A TLS listener needs a certificate file and a key file.",
+            )
+        for name in ("certfile", "keyfile", "cafile"):
+            value = getattr(self, name)
+            if value and not Path(value).is_file():
+                raise SpeakerError(
+                    "speakers.tls_file_missing",
+                    f"TLS 文件不存在：{value}",
+                    f"TLS file not found: {value}",
+                    kind="not_found",
+                )
 
 
 def _listener_block(port: int, bind: str | None, passwd: Path, acl_file: Path, *, speakers: bool) -> list[str]:
@@ -150,6 +187,13 @@ def mosquitto_conf_snippet(folder: Path, listeners: Listeners | None = None) -> 
         "# and 20 unacknowledged QoS 1 messages in flight per client (the default) would pace that",
         "# consumer by its round trips, a few hundred receipts a second",
         "max_inflight_messages 1000",
+    ]
+    if spec.user:
+        lines += [
+            "# started as root, Mosquitto binds its ports and then runs as this user, which reads the files below",
+            f"user {spec.user}",
+        ]
+    lines += [
         "",
         "# the server (web workers and the worker): only the server's account, any client id",
         *_listener_block(spec.server_port, spec.server_bind, folder / "passwd.server", folder / "acl.server",
@@ -162,8 +206,8 @@ def mosquitto_conf_snippet(folder: Path, listeners: Listeners | None = None) -> 
     if spec.tls_port and spec.certfile and spec.keyfile:
         lines += [
             "",
-            "# speakers over TLS (mqtts)",
-            *_listener_block(spec.tls_port, spec.speaker_bind, folder / "passwd.speakers", folder / "acl.speakers",
+            "# speakers over TLS (mqtts): the same accounts and rules",
+            *_listener_block(spec.tls_port, spec.tls_bind, folder / "passwd.speakers", folder / "acl.speakers",
                              speakers=True),
             f"certfile {Path(spec.certfile).resolve()}",
             f"keyfile {Path(spec.keyfile).resolve()}",
@@ -173,19 +217,49 @@ def mosquitto_conf_snippet(folder: Path, listeners: Listeners | None = None) -> 
     return "\n".join([*lines, ""])
 
 
-def _owner() -> tuple[int, int] | None:
-    """(uid, gid) for the generated files: root and group `mosquitto`, when we are root and it exists."""
-    if os.geteuid() != 0:
-        return None
+def _broker_gid() -> int | None:
+    """The gid of group `mosquitto` when this process may give files to it (root, or a member of it)."""
     try:
-        return 0, grp.getgrnam("mosquitto").gr_gid
+        gid = grp.getgrnam(BROKER_GROUP).gr_gid
     except KeyError:
         return None
+    return gid if os.geteuid() == 0 or gid in os.getgroups() or gid == os.getegid() else None
+
+
+def _owner() -> tuple[int, int] | None:
+    """(uid, gid) for the generated files: ours, and group `mosquitto` when we may give them to it."""
+    gid = _broker_gid()
+    return None if gid is None else (os.geteuid(), gid)
 
 
 def _write(path: Path, text: str) -> None:
     """Atomically, mode 0640, group `mosquitto` when possible (a stock Mosquitto drops to that user)."""
     atomic_write(path, text, mode=0o640, owner=_owner())
+
+
+def _prepare_folder(folder: Path) -> None:
+    """Create the folder 0750 with group `mosquitto` (when possible), so the broker's user may enter it."""
+    if folder.is_dir():
+        return
+    folder.mkdir(parents=True)
+    os.chmod(folder, 0o750)  # noqa: S103  (group mosquitto only, like /etc/mosquitto; not left to the umask)
+    gid = _broker_gid()
+    if gid is not None:
+        os.chown(folder, -1, gid)
+
+
+def broker_can_read(folder: Path) -> bool:
+    """True when a broker running as group `mosquitto` (or as anyone) may enter `folder` and read its files."""
+    try:
+        gid = grp.getgrnam(BROKER_GROUP).gr_gid
+    except KeyError:
+        gid = None
+    for path in [Path(folder), *(p for p in Path(folder).iterdir() if p.is_file() and not p.name.startswith("."))]:
+        st = path.stat()
+        need = 0o1 if path.is_dir() else 0o4
+        if not (st.st_mode & need or (st.st_gid == gid and st.st_mode & (need << 3))):
+            return False
+    return True
 
 
 def write_mosquitto_files(
@@ -197,7 +271,7 @@ def write_mosquitto_files(
     prefix: str = "vb",
     listeners: Listeners | None = None,
 ) -> AclRules:
-    """Write the broker files into `dir` atomically (mode 0640); return the full rule set.
+    """Write the broker files into `dir` atomically (mode 0640, group `mosquitto`); return the full rule set.
 
     - `village-broadcast.conf`: the Mosquitto configuration (two listeners, see `Listeners`); run it with
       `mosquitto -c` or include it, and send Mosquitto SIGHUP after every change;
@@ -205,6 +279,7 @@ def write_mosquitto_files(
     - `passwd` and `acl`: every account, for `EmbeddedBroker(password_file=..., acl_file=...)`.
     """
     folder = Path(dir)
+    _prepare_folder(folder)
     speakers = list(speakers)
     server_line = password_file_line(server_user, server_password)
     speaker_lines = []

@@ -6,6 +6,7 @@ import logging
 import os
 import shlex
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -46,6 +47,7 @@ class MosquittoProcess:
         max_connections: int = -1,
         conf_file: Path | None = None,
         server_port: int | None = None,
+        tls_port: int | None = None,
     ) -> None:
         self.workdir = Path(workdir)
         self.host = host
@@ -55,6 +57,7 @@ class MosquittoProcess:
         self.max_connections = max_connections
         self.conf_file = Path(conf_file) if conf_file is not None else None  # run as is instead of ours
         self.server_port = server_port
+        self.tls_port = tls_port
         self._process: subprocess.Popen[bytes] | None = None
 
     @classmethod
@@ -65,7 +68,18 @@ class MosquittoProcess:
             port=listeners.speaker_port,
             conf_file=Path(folder) / "village-broadcast.conf",
             server_port=listeners.server_port,
+            tls_port=listeners.tls_port,
         )
+
+    @property
+    def pid(self) -> int | None:
+        """The broker's process id while it runs."""
+        return self._process.pid if self._process is not None else None
+
+    def reload(self) -> None:
+        """Send SIGHUP: Mosquitto re-reads its password and ACL files; connected clients stay connected."""
+        if self._process is not None:
+            self._process.send_signal(signal.SIGHUP)
 
     @property
     def server_url(self) -> str:
@@ -78,7 +92,7 @@ class MosquittoProcess:
         return f"mqtt://{self.host}:{self.port}"
 
     def config_text(self) -> str:
-        """The mosquitto.conf this process runs with."""
+        """The mosquitto.conf this process runs with (ad-hoc brokers; see `generated` for the real layout)."""
         lines = [
             f"listener {self.port} {self.host}",
             f"max_connections {self.max_connections}",
@@ -90,7 +104,7 @@ class MosquittoProcess:
             "max_inflight_messages 1000",  # not 20: the receipt consumer must not be paced by its round trips
         ]
         if os.geteuid() == 0:
-            lines.append("user root")  # otherwise mosquitto drops to a user that cannot read our 0600 files
+            lines.append("user root")  # otherwise mosquitto drops to a user that cannot enter a private test folder
         if self.password_file is not None:
             lines += ["allow_anonymous false", f"password_file {self.password_file}"]
         else:
@@ -119,7 +133,7 @@ class MosquittoProcess:
         with open(log, "ab") as errors:
             self._process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=errors)
         deadline = time.monotonic() + timeout
-        ports = [self.port] + ([self.server_port] if self.server_port else [])
+        ports = [self.port] + [p for p in (self.server_port, self.tls_port) if p]
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
                 stderr = log.read_text(encoding="utf-8", errors="replace")[-2000:]

@@ -25,6 +25,7 @@ from speakers.messages import (  # re-exported: the protocol's public names live
     PRIORITIES,
     REJECT_REASONS,
     Command,
+    KeepMedia,
     KeyAnnouncement,
     Ping,
     Play,
@@ -44,7 +45,7 @@ from speakers.signing import COMMAND_CONTEXT, TIME_CONTEXT, KeyPair
 
 __all__ = [
     "COMMAND_TYPES", "DEFAULT_PREFIX", "EVENTS", "PRIORITIES", "PROTOCOL_VERSION", "REJECT_REASONS",
-    "Command", "KeyAnnouncement", "Ping", "Play", "Receipt", "ScheduleSnapshot", "ScheduledPlay",
+    "Command", "KeepMedia", "KeyAnnouncement", "Ping", "Play", "Receipt", "ScheduleSnapshot", "ScheduledPlay",
     "SignedCommand", "State", "Stop", "Target", "TimeReply", "TimeRequest", "TimeSync", "Volume",
     "check_command", "command_topic_for_region", "command_topic_for_speaker", "dumps", "encode_command",
     "encode_time_reply", "priority_rank", "receipt_topic", "state_topic", "time_reply_topic", "time_request_topic",

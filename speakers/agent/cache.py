@@ -80,6 +80,7 @@ class MediaCache:
         *,
         timeout_s: float = 30.0,
         ca_file: str | None = None,
+        ssl_context: ssl.SSLContext | None = None,
         attempts: int = 4,
         retry_delay_s: float = 0.5,
     ) -> None:
@@ -89,7 +90,7 @@ class MediaCache:
         self.timeout_s = timeout_s
         self.attempts = attempts
         self.retry_delay_s = retry_delay_s
-        self._ssl = ssl.create_default_context(cafile=ca_file) if ca_file else None
+        self._ssl = ssl_context or (ssl.create_default_context(cafile=ca_file) if ca_file else None)
         self._index: OrderedDict[str, int] = OrderedDict()  # sha -> size, least recently used first
         self._verified: dict[str, tuple[int, int, int, int]] = {}  # sha -> stat key when its hash last matched
         self._inflight: dict[str, asyncio.Future[Path]] = {}

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-import ssl
 import time
 from typing import Any
 
@@ -19,6 +18,7 @@ from speakers.agent.cache import MediaCache
 from speakers.agent.clock import ClockSync
 from speakers.agent.dedup import DuplicateCommand, SeenCommands
 from speakers.agent.engine import PlaybackEngine
+from speakers.agent.keep import KeptMedia
 from speakers.agent.outputs.base import Output
 from speakers.agent.persist import restore, snapshot
 from speakers.agent.policy import Planner, PlayItem
@@ -71,7 +71,10 @@ class Agent(Reporter):
         self.store = store if store is not None else FileStore(config.state_dir)
         if cache is None:  # a cache of its own; a shared cache's owner decides what it pins
             cache = MediaCache(
-                config.cache_dir, config.cache_cap_bytes, timeout_s=config.fetch_timeout_s, ca_file=config.ca_file
+                config.cache_dir,
+                config.cache_cap_bytes,
+                timeout_s=config.fetch_timeout_s,
+                ssl_context=config.tls_context() if config.ca_cert or config.ca_file else None,
             )
             cache.pinned = self.pinned_media
         self.cache = cache
@@ -79,6 +82,7 @@ class Agent(Reporter):
         self.clock = ClockSync()
         self.planner = Planner(config.quiet_spans(), config.utc_offset_minutes)
         self.engine = PlaybackEngine(self)
+        self.kept = KeptMedia(self)  # media every snapshot says to hold (the attention tone)
         self.keys = KeyRing.from_config(config.server_keys)
         self.window = ReplayWindow()
         self.seen = SeenCommands()  # handled command ids: their re-sends are duplicates, not replays
@@ -122,7 +126,7 @@ class Agent(Reporter):
         """Connect and resume: report an interrupted play, re-plan restored plays (inside the loop)."""
         config = self.config
         address = BrokerAddress.parse(config.broker_url)
-        context = ssl.create_default_context(cafile=config.ca_file) if address.tls else None
+        context = config.tls_context() if address.tls else None
         will = State(config.speaker_id, online=False, at=time.time(), will=True, agent_version=__version__)
         subscriptions = [(t, 1) for t in sorted(self.command_topics)] + [(self.time_reply_topic, 0)]
         self.client = LeanMqttClient(
@@ -151,6 +155,7 @@ class Agent(Reporter):
             self.report("failed", item, reason="interrupted", detail={"began_at": began_at})
         for item in self.planner.pending.values():
             self.engine.prefetch(item)
+        self.kept.fetch_all()
         self.engine.replan(persist=False)
         self.persist()
         self._every("heartbeat", config.heartbeat_s, self._heartbeat)
@@ -334,7 +339,9 @@ class Agent(Reporter):
             if play_id not in self.planner.pending:
                 self.planner.add(item)
             self.engine.prefetch(item)
-        self._ack(signed, detail={"snapshot_id": snapshot.snapshot_id, "items": len(wanted)})
+        self.kept.replace(snapshot.keep)
+        detail = {"snapshot_id": snapshot.snapshot_id, "items": len(wanted), "keep": len(snapshot.keep)}
+        self._ack(signed, detail=detail)
         self.engine.replan(persist=False)  # handle_command persists
 
     def mark_done(self, broadcast_id: str, expires_at: float) -> None:
@@ -342,8 +349,8 @@ class Agent(Reporter):
         self.done[broadcast_id] = expires_at + DONE_KEEP_S
 
     def pinned_media(self) -> set[str]:
-        """Hashes the cache must keep: everything queued or playing."""
-        pinned = {i.sha256 for i in self.planner.pending.values()}
+        """Hashes the cache must keep: everything queued or playing, and the snapshot's keep list."""
+        pinned = {i.sha256 for i in self.planner.pending.values()} | self.kept.hashes()
         if self.engine.active is not None:
             pinned.add(self.engine.active.item.sha256)
         return pinned

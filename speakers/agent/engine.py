@@ -176,6 +176,12 @@ class PlaybackEngine:
         horizon = agent.config.arm_lead_ms / 1000
         now = agent.clock.server_now()
         acted = False
+        # Two commands for one broadcast (a superseded command and its successor, both queued) must not both
+        # play: a queued play whose broadcast has started meanwhile is dropped when it would be due.
+        for item in [i for i in agent.planner.pending.values() if i.broadcast_id in agent.done]:
+            agent.planner.remove(item.play_id)
+            agent.report("refused", item, reason="already_played")
+            acted = True
         for action in agent.planner.tick(now, horizon, self.ready):
             self._execute(action)
             acted = True

@@ -35,6 +35,7 @@ def snapshot(agent: Agent) -> dict[str, Any]:
         "rejected_count": agent.rejected_count,
         "cache_repairs": agent.cache_repairs,
         "schedule": {"seq": agent.schedule_seq, "snapshot_id": agent.schedule_id},
+        "keep": agent.kept.to_list(),
     }
 
 
@@ -72,3 +73,4 @@ def restore(agent: Agent, data: dict[str, Any] | None) -> None:
     schedule = data.get("schedule") or {}
     agent.schedule_seq = int(schedule.get("seq", 0))
     agent.schedule_id = schedule.get("snapshot_id")
+    agent.kept.load(data.get("keep") or [])

@@ -43,6 +43,7 @@ class MqttTransport(Transport):
         ca_file: str | None,
     ) -> None:
         self.url = url
+        self._where = f"{address.scheme}://{address.host}:{address.port}"  # for logs: never user:password
         self.client_id = client_id
         self._timeout = timeout
         self._subs: dict[str, tuple[int, Handler]] = {}
@@ -121,13 +122,13 @@ class MqttTransport(Transport):
         self._refused = None
         self._up.set()
         self._answered.set()
-        logger.info("%s connected to %s", self.client_id, self.url)
+        logger.info("%s connected to %s", self.client_id, self._where)
 
     def _on_disconnect(
         self, client: paho.Client, userdata: object, flags: object, reason: object, props: object
     ) -> None:
         self._up.clear()
-        logger.info("%s disconnected from %s: %s", self.client_id, self.url, reason)
+        logger.info("%s disconnected from %s: %s", self.client_id, self._where, reason)
 
     def _on_message(self, client: paho.Client, userdata: object, msg: paho.MQTTMessage) -> None:
         message = Message(msg.topic, msg.payload, bool(msg.retain), msg.qos)
