@@ -5,12 +5,15 @@ from __future__ import annotations
 import os
 import secrets
 import socket
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import create_engine, text
+
+from tests.requires import need
 
 PG_URL = os.environ.get("BROADCAST_TEST_DATABASE_URL")
 MQTT_URL = os.environ.get("BROADCAST_TEST_MQTT_URL")
@@ -21,6 +24,25 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def wait_for(check: Callable[[], Any], what: str, timeout: float = 15.0, interval: float = 0.05) -> Any:
+    """Poll until check() returns something truthy (a file, a row, a receipt) and return it, or fail saying `what`.
+
+    The bound is generous on purpose: it only limits how long a broken test hangs, it never paces a passing one.
+    """
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while True:
+        try:
+            last = check()
+        except Exception as exc:  # not there yet (a connection refused, a file half written)
+            last = exc
+        if last and not isinstance(last, Exception):
+            return last
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}: last={last!r}")
+        time.sleep(interval)
 
 
 def _pg_driver_url(url: str) -> str:
@@ -35,8 +57,8 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'test.db'}"
         return
-    if not PG_URL:
-        pytest.skip("BROADCAST_TEST_DATABASE_URL not set")
+    need(PG_URL, "PostgreSQL: set BROADCAST_TEST_DATABASE_URL=postgresql://user@host:port/db")
+    assert PG_URL
     base = _pg_driver_url(PG_URL)
     schema = "t_" + secrets.token_hex(6)
     admin = create_engine(base)
@@ -68,6 +90,7 @@ def make_app(instance: Path, database_url: str, **overrides: Any) -> Any:
         "TTS_ENGINES": "espeak",
         "START_LEAD_MS": 300,
         "MQTT_TIMEOUT_S": 0.3,
+        **dict.fromkeys(("API_RATE_LIMIT", "API_READ_RATE_LIMIT", "LOGIN_RATE_LIMIT"), "100000/minute"),  # tests hurry
         **overrides,
     }
     platform = Platform.from_settings(instance, settings)
@@ -77,9 +100,9 @@ def make_app(instance: Path, database_url: str, **overrides: Any) -> Any:
 
 
 @pytest.fixture
-def app(tmp_path: Path, sqlite_url: str) -> Iterator[Any]:
-    """The app on SQLite with no broker reachable (publishing fails; commands wait for the worker)."""
-    application = make_app(tmp_path / "instance", sqlite_url, MQTT_URL=f"mqtt://127.0.0.1:{free_port()}")
+def app(tmp_path: Path, database_url: str) -> Iterator[Any]:
+    """The app on each database (SQLite; PostgreSQL when given) with no broker reachable (commands wait)."""
+    application = make_app(tmp_path / "instance", database_url, MQTT_URL=f"mqtt://127.0.0.1:{free_port()}")
     yield application
     application.extensions["platform"].close()
 
@@ -88,3 +111,19 @@ def app(tmp_path: Path, sqlite_url: str) -> Iterator[Any]:
 def client(app: Any) -> Any:
     """A test client of the app."""
     return app.test_client()
+
+
+@pytest.fixture(autouse=True)
+def _root_logging() -> Iterator[None]:
+    """A command run in-process (`broadcast ...` through CliRunner) configures logging for a real program: a
+    terminal handler and a log file in its instance. Give the root logger back as it was after every test."""
+    import logging
+
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    for handler in root.handlers:
+        if handler not in handlers:
+            handler.close()
+    root.handlers[:] = handlers
+    root.setLevel(level)

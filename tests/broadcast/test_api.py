@@ -75,8 +75,10 @@ def test_text_clip_is_measured_and_reused(client: Any, tokens: dict[str, str]) -
     assert clip["duration_ms"] > 1000
     again = make_clip(client, tokens["operator"])
     assert again["id"] == clip["id"]
-    audio = client.get(clip["url"], headers=auth(tokens["operator"]))  # no session: signed URL needed
-    assert audio.status_code == 403
+    assert client.get(clip["url"]).status_code == 403  # neither a session, a token nor a signature
+    audio = client.get(clip["url"], headers=auth(tokens["operator"]))  # the clip's own token may fetch it
+    assert audio.status_code == 200
+    audio.close()
 
 
 @pytest.mark.parametrize(
@@ -226,12 +228,12 @@ def _quiet_window_now() -> str:
     return f"{start // 60:02d}:{start % 60:02d}-{end // 60:02d}:{end % 60:02d}"
 
 
-def test_quiet_hours_refuse_all_but_emergency(tmp_path: Any, sqlite_url: str) -> None:
+def test_quiet_hours_refuse_all_but_emergency(tmp_path: Any, database_url: str) -> None:
     from tests.broadcast.conftest import seed_county
     from tests.conftest import free_port, make_app
 
     app = make_app(
-        tmp_path / "q", sqlite_url, QUIET_HOURS=_quiet_window_now(), MQTT_URL=f"mqtt://127.0.0.1:{free_port()}"
+        tmp_path / "q", database_url, QUIET_HOURS=_quiet_window_now(), MQTT_URL=f"mqtt://127.0.0.1:{free_port()}"
     )
     try:
         tokens = seed_county(app)

@@ -155,9 +155,9 @@ def test_missing_file_field(client: Any, tokens: dict[str, str]) -> None:
     assert_error(response, 422, "file_required")
 
 
-def test_size_and_duration_limits(tmp_path: Path, sqlite_url: str, samples: dict[str, bytes]) -> None:
+def test_size_and_duration_limits(tmp_path: Path, database_url: str, samples: dict[str, bytes]) -> None:
     app = make_app(
-        tmp_path / "limits", sqlite_url, MAX_UPLOAD_MB=1, MAX_DURATION_S=5, MQTT_URL=f"mqtt://127.0.0.1:{free_port()}"
+        tmp_path / "limits", database_url, MAX_UPLOAD_MB=1, MAX_DURATION_S=5, MQTT_URL=f"mqtt://127.0.0.1:{free_port()}"
     )
     try:
         tokens = seed_county(app)

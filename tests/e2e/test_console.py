@@ -11,6 +11,7 @@ import pytest
 
 from tests.conftest import free_port
 from tests.e2e.procs import Proc, exe, timeline, url_up, wait_for
+from tests.requires import need
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -51,8 +52,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     """Debian's Chromium driven by Playwright."""
-    if CHROMIUM is None:
-        pytest.skip("chromium not installed (Debian package `chromium`)")
+    need(CHROMIUM, "chromium not installed (Debian package `chromium`, with fonts-noto-cjk)")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:

@@ -13,6 +13,7 @@ from tests.audio import espeak_wav
 from tests.conftest import free_port
 from tests.e2e.procs import Proc, exe, url_up, wait_for
 from tests.e2e.test_console import CHROMIUM, CHROMIUM_ARGS
+from tests.requires import need
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 FAKE_MIC = ["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream"]
@@ -46,8 +47,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
 @pytest.fixture(scope="module")
 def page(server: dict[str, Any]) -> Iterator[Any]:
     """A logged-in page in Chromium whose fake microphone speaks Mandarin."""
-    if CHROMIUM is None:
-        pytest.skip("chromium not installed (Debian package `chromium`)")
+    need(CHROMIUM, "chromium not installed (Debian package `chromium`, with fonts-noto-cjk)")
     from playwright.sync_api import sync_playwright
 
     mic = espeak_wav(server["tmp"], "我是村委会，请大家注意防火，不要在山上烧纸。")

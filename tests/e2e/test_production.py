@@ -14,6 +14,7 @@ from sqlalchemy import select
 from tests.conftest import MQTT_URL, free_port
 from tests.e2e.deployment import prepare
 from tests.e2e.procs import Proc, exe, http, timeline, url_up, wait_for
+from tests.requires import need
 
 pytestmark = pytest.mark.e2e
 TOWNSHIP = "421224104000"
@@ -29,8 +30,8 @@ def external_broker(tmp_path: Path) -> Iterator[str]:
     binary = shutil.which("mosquitto") or (
         Path("/usr/sbin/mosquitto") if Path("/usr/sbin/mosquitto").exists() else None
     )
-    if binary is None:
-        pytest.skip("no external MQTT broker (set BROADCAST_TEST_MQTT_URL or install mosquitto)")
+    need(binary, "no external MQTT broker (set BROADCAST_TEST_MQTT_URL or install mosquitto)")
+    assert binary
     port = free_port()
     conf = tmp_path / "mosquitto.conf"
     conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 from pathlib import Path
@@ -22,6 +23,26 @@ def _synced(deployment: Deployment) -> bool:
 
     with deployment.platform.db.transaction() as session:
         return session.get(Speaker, SPEAKER).schedule_synced_at is not None
+
+
+def _cached(deployment: Deployment, sha256: str) -> bool:
+    """True when the agent's media cache holds the file."""
+    cache = Path(json.loads(deployment.configs[SPEAKER].read_text())["cache_dir"])
+    return (cache / sha256).is_file()
+
+
+def _barrier(deployment: Deployment) -> str:
+    """A play sent now and seen finished: anything due before it (a late duplicate) has had its turn."""
+    _, barrier_id = _broadcast(deployment, "测试结束。", SPEAKER, time.time() + 2)
+    wait_for(
+        lambda: any(
+            e["event"] == "finished" and e["broadcast_id"] == str(barrier_id)
+            for e in timeline(deployment.sink(SPEAKER))
+        ),
+        60,
+        "the barrier play",
+    )
+    return str(barrier_id)
 
 
 def _broadcast(deployment: Deployment, text: str, target: str, start_at: float) -> tuple[dict, int]:
@@ -45,7 +66,7 @@ def test_snapshot_carries_the_schedule_through_an_outage(tmp_path: Path) -> None
         agent = deployment.start_agent(SPEAKER, "agent1")
         deployment.wait_online(SPEAKER)
         start_at = time.time() + 40
-        _, broadcast_id = _broadcast(deployment, "明天早上八点停水，请提前储水。", VILLAGE, start_at)
+        clip, broadcast_id = _broadcast(deployment, "明天早上八点停水，请提前储水。", VILLAGE, start_at)
         # The device is reset: it forgets the play command it received, and comes back with an empty state.
         agent.stop()
         shutil.rmtree(tmp_path / "agents" / SPEAKER)
@@ -53,7 +74,7 @@ def test_snapshot_carries_the_schedule_through_an_outage(tmp_path: Path) -> None
         deployment.start_agent(SPEAKER, "agent2")
         deployment.wait_online(SPEAKER)
         wait_for(lambda: _synced(deployment), 30, "the speaker to acknowledge its schedule snapshot")
-        time.sleep(2)  # the snapshot's media is fetched right after the acknowledgement
+        wait_for(lambda: _cached(deployment, clip["sha256"]), 30, "the snapshot's media in the speaker's cache")
         server.stop()  # broker, web and worker all gone before the start time
         assert time.time() < start_at - 2
         sink = deployment.sink(SPEAKER)
@@ -71,8 +92,8 @@ def test_snapshot_carries_the_schedule_through_an_outage(tmp_path: Path) -> None
             60,
             "the receipts played offline to reach the server",
         )
-        time.sleep(3)  # a late duplicate would show up now
-        assert len([e for e in timeline(sink) if e["event"] == "started"]) == 1
+        barrier = _barrier(deployment)
+        assert [e["broadcast_id"] for e in timeline(sink) if e["event"] == "started"] == [str(broadcast_id), barrier]
         with deployment.platform.db.transaction() as session:
             assert "schedule" in set(session.scalars(select(Command.kind)))
     finally:
@@ -85,12 +106,12 @@ def test_a_play_in_both_command_and_snapshot_plays_once(tmp_path: Path) -> None:
         deployment.start_server()
         deployment.start_agent(SPEAKER)
         deployment.wait_online(SPEAKER)
-        clip, broadcast_id = _broadcast(deployment, "请注意。", SPEAKER, time.time() + 10)
+        _, broadcast_id = _broadcast(deployment, "请注意。", SPEAKER, time.time() + 10)
         wait_for(lambda: _synced(deployment), 20, "the snapshot carrying the same play")
         sink = deployment.sink(SPEAKER)
         wait_for(lambda: any(e["event"] == "finished" for e in timeline(sink)), 30, "the play")
-        time.sleep(2 + clip["duration_ms"] / 1000)  # a second copy would start right after the first
+        barrier = _barrier(deployment)  # a second copy would have started before the barrier
         started = [e for e in timeline(sink) if e["event"] == "started"]
-        assert [e["broadcast_id"] for e in started] == [str(broadcast_id)]
+        assert [e["broadcast_id"] for e in started] == [str(broadcast_id), barrier]
     finally:
         deployment.stop()

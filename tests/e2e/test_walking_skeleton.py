@@ -13,6 +13,7 @@ from tests.conftest import MQTT_URL
 from tests.e2e.deployment import prepare
 from tests.e2e.procs import exe, http, timeline, wait_for
 from tests.meter import measure
+from tests.requires import need
 
 pytestmark = pytest.mark.e2e
 
@@ -25,8 +26,8 @@ OFFLINE = "spk-42122410420201-1"
 @pytest.fixture(params=["embedded", "mosquitto"])
 def broker_kind(request: pytest.FixtureRequest) -> str:
     """The embedded broker always; the external Mosquitto when BROADCAST_TEST_MQTT_URL is set."""
-    if request.param == "mosquitto" and not MQTT_URL:
-        pytest.skip("BROADCAST_TEST_MQTT_URL not set")
+    if request.param == "mosquitto":
+        need(MQTT_URL, "external MQTT broker: set BROADCAST_TEST_MQTT_URL=mqtt://host:port")
     return request.param
 
 
@@ -93,6 +94,16 @@ def test_text_notice_reaches_exactly_one_township(stack: dict[str, Any]) -> None
         else:
             assert started == []
             assert wavs == []
+    # A barrier for the speaker of the other township: a play sent to it afterwards arrives and plays, so the
+    # township's command had every chance to reach it first (and did not).
+    other = "spk-42122420520101-1"
+    status, barrier = http("POST", base + "/api/v1/broadcasts", token, {"clip_id": clip["id"], "targets": [other]})
+    assert status == 201, barrier
+
+    def barrier_played() -> list[str]:
+        return [e["broadcast_id"] for e in timeline(stack["sinks"][other]) if e["event"] == "finished"]
+
+    assert wait_for(barrier_played, 60, "the barrier play on the other township's speaker") == [str(barrier["id"])]
     # Both township speakers started together (same absolute start time).
     starts = [d["started_at"] for sid, d in states.items() if sid in RUNNING]
     assert max(starts) - min(starts) < 0.5

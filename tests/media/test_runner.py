@@ -5,12 +5,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
 
 from media.runner import FfmpegProcess, ffmpeg_exe, wav_stream_input
+from tests.conftest import wait_for
 
 
 def test_wav_stream_input_round_trips_float_samples() -> None:
@@ -32,9 +32,8 @@ def test_streaming_children_stay_on_one_cpu() -> None:
         pytest.skip("one CPU: nothing to pin")
     args = ["-re", "-f", "lavfi", "-i", "sine=r=24000", "-t", "30", "-af", "volume=0.5", "-f", "null", "-"]
     with FfmpegProcess(args) as proc:
-        time.sleep(0.3)  # its demuxer, filter, encoder and muxer threads are running by now
-        tasks = os.listdir(f"/proc/{proc.proc.pid}/task")
-        assert len(tasks) > 1
+        folder = f"/proc/{proc.proc.pid}/task"
+        tasks = wait_for(lambda: len(os.listdir(folder)) > 1 and os.listdir(folder), "ffmpeg's worker threads")
         cpus = {frozenset(os.sched_getaffinity(int(t))) for t in tasks}
         assert len(cpus) == 1
         assert len(next(iter(cpus))) == 1

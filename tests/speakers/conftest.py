@@ -38,6 +38,7 @@ from speakers.protocol import Target
 from speakers.server import CommandPublisher, ReceiptConsumer, TimeResponder
 from speakers.signing import KeyPair
 from speakers.transport import Transport, connect
+from tests.requires import need
 
 MQTT_URL = os.environ.get("BROADCAST_TEST_MQTT_URL")
 COUNTY = "421224000000"
@@ -60,9 +61,8 @@ def embedded_broker() -> Iterator[EmbeddedBroker]:
 def broker_url(request: pytest.FixtureRequest) -> Iterator[str]:
     """A broker URL: the embedded broker, and the external Mosquitto when BROADCAST_TEST_MQTT_URL is set."""
     if request.param == "mosquitto":
-        if not MQTT_URL:
-            pytest.skip("BROADCAST_TEST_MQTT_URL not set")
-        yield MQTT_URL
+        need(MQTT_URL, "BROADCAST_TEST_MQTT_URL not set (an external Mosquitto)")
+        yield MQTT_URL  # type: ignore[misc]
         return
     broker = EmbeddedBroker()
     broker.start()

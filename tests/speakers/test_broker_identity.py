@@ -159,9 +159,8 @@ def test_worker_id_cannot_be_taken_by_a_speaker_account(brokers: Brokers) -> Non
     worker.close()
 
 
+@pytest.mark.parametrize("brokers", ["mosquitto"], indirect=True)  # the embedded broker has one listener
 def test_speaker_account_cannot_use_the_server_listener(brokers: Brokers) -> None:
-    if brokers.kind == "embedded":
-        pytest.skip("the embedded broker has one listener; its rules are the client-id binding above")
     server = connect(brokers.server_url, client_id="srv", username=SERVER, password=SERVER_PW)
     assert server.connected, "the positive path: the server's account logs in there"
     with pytest.raises(SpeakerError):

@@ -26,6 +26,7 @@ from speakers.mosquitto import (
 from speakers.mosquitto_proc import MosquittoProcess, mosquitto_binary
 from speakers.transport import BrokerAddress, connect
 from speakers.transport.lean import LeanMqttClient
+from tests.requires import need
 
 from .conftest import Collector
 
@@ -99,8 +100,7 @@ def secured(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         yield broker.url
         broker.close()
         return
-    if mosquitto_binary() is None:
-        pytest.skip("mosquitto not installed")
+    need(mosquitto_binary(), "mosquitto not installed (Debian package mosquitto)")
     process = MosquittoProcess(tmp_path, password_file=tmp_path / "passwd", acl_file=tmp_path / "acl")
     process.start()
     yield process.url

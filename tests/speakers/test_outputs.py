@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import time
 import wave
+from collections.abc import Generator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -14,6 +16,7 @@ from speakers.agent.audio import PcmCache, decode_file
 from speakers.agent.outputs import create_output
 from speakers.agent.outputs.soundcard import SoundcardOutput, render, volume_gain
 from speakers.errors import SpeakerError
+from tests.conftest import wait_for
 from tests.meter import measure
 
 from .conftest import Clip
@@ -52,18 +55,49 @@ def test_volume_curve_and_render() -> None:
     assert out[105] == 0
 
 
-def test_soundcard_output_on_the_null_audio_backend(clips: dict[str, Clip]) -> None:
-    try:
-        card = SoundcardOutput(backends=["null"])
-    except SpeakerError:
-        pytest.skip("miniaudio unavailable")
+def test_soundcard_output_on_the_null_audio_backend(clips: dict[str, Clip], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The real miniaudio device (null backend) is fed silence until the start, then the clip at its volume."""
+    import miniaudio
+
+    fed: list[bytes] = []
+
+    class TappedDevice(miniaudio.PlaybackDevice):
+        """The real device; a tap records every chunk it pulls."""
+
+        def start(self, callback_generator: Any) -> None:
+            def tap() -> Generator[bytes, int, None]:
+                frames = yield b""
+                while True:
+                    try:
+                        chunk = callback_generator.send(frames)
+                    except StopIteration:
+                        return
+                    fed.append(bytes(chunk))
+                    frames = yield chunk
+
+            tapped = tap()
+            next(tapped)
+            super().start(tapped)
+
+    monkeypatch.setattr(miniaudio, "PlaybackDevice", TappedDevice)
+    card = SoundcardOutput(backends=["null"])  # miniaudio is a dependency: failing to load it fails the test
     pcm = decode_file(clips["tiny"].path)
-    start = time.time() + 0.2
-    playback = card.play(pcm, start_at=start, volume=70, repeat=1, gap_s=0, label="x")
-    assert playback.began_at == pytest.approx(start, abs=0.001)
-    time.sleep(0.3)
-    assert playback.end(time.time(), completed=False) > 0.05
-    card.close()
+    expected = render(pcm, 70, 1, 0)
+    own_silence = len(expected) - len(expected.lstrip(b"\x00"))
+    lead_s = 0.2
+    playback = card.play(pcm, start_at=time.time() + lead_s, volume=70, repeat=1, gap_s=0, label="x")
+    try:
+        heard = wait_for(lambda: (b := b"".join(fed)) and len(b.lstrip(b"\x00")) >= 4000 and b, "audio pulled")
+    finally:
+        playback.end(time.time(), completed=False)
+        card.close()
+    frame_bytes = 2 * pcm.channels
+    silence = len(heard) - len(heard.lstrip(b"\x00")) - own_silence
+    assert silence % frame_bytes == 0
+    assert 0 <= silence / frame_bytes / pcm.sample_rate <= lead_s + 0.01, "silence until the start, no longer"
+    audio = heard[silence:]
+    assert audio[:4000] == expected[:4000], "then the clip itself, scaled by the volume"
+    assert expected != np.frombuffer(pcm.samples, dtype="<i2").tobytes(), "volume 70 is not unity"
 
 
 def test_unknown_output_and_decode_errors(tmp_path: Path) -> None:

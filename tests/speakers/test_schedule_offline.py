@@ -13,6 +13,7 @@ import pytest
 from speakers.broker import EmbeddedBroker
 from speakers.mosquitto_proc import MosquittoProcess, mosquitto_binary
 from speakers.protocol import Play, ScheduledPlay, ScheduleSnapshot, Target
+from tests.requires import need
 
 from .conftest import GRID, AgentRunner, Clip, LinkProxy, ServerSide
 
@@ -90,8 +91,7 @@ def stoppable(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
     if request.param == "embedded":
         broker: Any = EmbeddedBroker()
     else:
-        if mosquitto_binary() is None:
-            pytest.skip("mosquitto not installed")
+        need(mosquitto_binary(), "mosquitto not installed (Debian package mosquitto)")
         broker = MosquittoProcess(tmp_path)
     broker.start()
     yield broker
