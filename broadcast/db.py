@@ -12,13 +12,30 @@ from typing import Any, TypeVar
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event, inspect
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, create_engine, event, inspect, text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
+
+from broadcast.errors import BroadcastError
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def alembic_config() -> Config:
+    """The Alembic configuration shipped inside the package (no alembic.ini needed)."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    return config
+
+
+def schema_head() -> str:
+    """The newest migration revision this code knows."""
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    assert head is not None
+    return head
 
 
 def is_transient(exc: OperationalError) -> bool:
@@ -87,13 +104,30 @@ class Database:
         return inspect(self.engine).has_table("alembic_version")
 
     def upgrade(self) -> None:
-        """Run every migration up to the newest one."""
-        config = Config()
-        config.set_main_option("script_location", str(MIGRATIONS))
+        """Run every migration up to the newest one (idempotent: a current schema is left as it is)."""
+        config = alembic_config()
         with self.engine.begin() as connection:
             config.attributes["connection"] = connection
             command.upgrade(config, "head")
         logger.info("database schema is current")
+
+    def revision(self) -> str | None:
+        """The schema revision the database is at (None before the first migration)."""
+        if not self.is_initialized():
+            return None
+        with self.engine.connect() as connection:
+            return connection.scalar(text("SELECT version_num FROM alembic_version"))
+
+    def require_current(self) -> None:
+        """Refuse to work on a schema older (or newer) than this code's, naming the command that fixes it."""
+        current, head = self.revision(), schema_head()
+        if current != head:
+            raise BroadcastError(
+                "schema_outdated",
+                f"数据库结构版本为 {current}，本程序需要 {head}：请先运行 `broadcast db upgrade`。",
+                f"The database schema is at {current}; this code needs {head}: run `broadcast db upgrade` first.",
+                kind="unavailable",
+            )
 
     def dispose(self) -> None:
         """Close every pooled connection (before a fork, at shutdown)."""

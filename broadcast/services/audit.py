@@ -1,12 +1,16 @@
-"""Writing the append-only audit trail."""
+"""Writing the append-only, hash-chained audit trail (the chain itself: services/audit_chain.py)."""
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 from sqlalchemy.orm import Session
 
 from broadcast.models import AuditEvent
+from broadcast.services.audit_chain import ORDER
+
+_order = itertools.count(1)
 
 
 def record(
@@ -30,5 +34,6 @@ def record(
         address=address,
         detail=detail or None,
     )
+    setattr(event, ORDER, next(_order))
     session.add(event)
     return event

@@ -5,10 +5,12 @@ from __future__ import annotations
 import logging
 
 from flask import Flask, Response, g, jsonify, render_template, request
+from sqlalchemy.orm import Session
 from werkzeug.exceptions import HTTPException
 
 from broadcast.errors import BroadcastError, error_body, is_shaped, status_of
-from broadcast.web.context import close_db, db, lang
+from broadcast.services import audit
+from broadcast.web.context import client_address, close_db, db, lang, platform
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +52,10 @@ def init_app(app: Flask) -> None:
         if "db" in g:
             db().rollback()
         if is_shaped(exc):
-            return respond(exc, status_of(exc))  # type: ignore[arg-type]
+            status = status_of(exc)  # type: ignore[arg-type]
+            if status == 403:
+                _record_refusal(exc.code)  # type: ignore[attr-defined]
+            return respond(exc, status)  # type: ignore[arg-type]
         if isinstance(exc, HTTPException):
             code, zh, en = HTTP_MESSAGES.get(exc.code or 500, ("http_error", "请求失败。", exc.name))
             if code == "bad_request" and getattr(exc, "description", "").startswith("The CSRF"):
@@ -59,7 +64,26 @@ def init_app(app: Flask) -> None:
                     "页面已过期，请刷新后重试。",
                     "The form expired (CSRF check failed); reload and retry.",
                 )
+            if exc.code == 403:
+                _record_refusal(code)
             return respond(BroadcastError(code, zh, en, kind="bad_request"), exc.code or 500)
         logger.exception("unexpected error on %s %s", request.method, request.path)
         internal = BroadcastError("internal", "服务器内部错误，请稍后再试。", "Internal server error.", kind="internal")
         return respond(internal, 500)
+
+
+def _record_refusal(code: str) -> None:
+    """A refused attempt (403) is an audit event of its own, written outside the request's rolled-back work."""
+    user = g.get("user")
+    actor = user.username if user is not None else "-"
+
+    def write(session: Session) -> None:
+        audit.record(
+            session, actor, "access.denied", address=client_address(), method=request.method,
+            path=request.path[:200], code=code,
+        )  # fmt: skip
+
+    try:
+        platform().db.run(write)
+    except Exception:  # the refusal itself must still be answered
+        logger.exception("could not record a refused attempt")
