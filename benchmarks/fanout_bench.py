@@ -199,7 +199,8 @@ class RealServer:
         elif url:
             settings["DATABASE_URL"] = url
         instance = work / "instance"
-        self.env = {**os.environ, "BROADCAST_INSTANCE": str(instance)}
+        # "worker started" is logged at INFO, which the terminal shows only when asked to
+        self.env = {**os.environ, "BROADCAST_INSTANCE": str(instance), "BROADCAST_LOG_LEVEL": "INFO"}
         self.env.update({f"BROADCAST_{name}": value for name, value in settings.items()})
         self.platform = Platform.from_settings(instance, {**settings, **({"DATABASE_URL": url} if url else {})})
         initialize(self.platform, "admin", secrets.token_urlsafe(18))
