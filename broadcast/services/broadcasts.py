@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from broadcast.errors import BroadcastError, forbidden, not_found
 from broadcast.models import PRIORITIES, TERMINAL_STATES, Broadcast, Clip, Delivery, Region, Speaker, User
-from broadcast.services import audit, clips, regions
+from broadcast.services import approvals, audit, clips, regions
 from broadcast.services.quiet_hours import QuietHours
 
 logger = logging.getLogger(__name__)
@@ -32,6 +32,7 @@ class Rules:
     ttl_s: float
     default_volume: int
     max_repeat: int
+    approval_required: str = ""  # approvals: roles (role or role@CODE) whose broadcasts wait (先审后播)
 
 
 def parse_start(value: object, timezone: ZoneInfo, now: float) -> float | None:
@@ -94,6 +95,9 @@ def create(
     """Check and record a broadcast with one queued delivery per speaker; the caller commits, then sends."""
     if user.role == "viewer":
         raise forbidden("只读用户不能播发。", "A viewer cannot broadcast.")
+    if user.role == "warning_source" and source != "alert":
+        # A warning service's token posts CAP alerts; the alert policy decides what plays, never the token itself.
+        raise forbidden("预警信息源只能提交预警，不能直接播发。", "A warning source may post alerts, not broadcasts.")
     now = time.time() if now is None else now
     priority = "normal" if priority is None else priority
     if priority not in PRIORITIES:
@@ -121,6 +125,8 @@ def create(
         )
     resolution = regions.resolve_targets(session, targets if isinstance(targets, list) else [], user)
     play_s = clip.duration_ms / 1000 * repeat_n
+    # approvals hook: a named role waits for an approver; alerts and emergencies never do
+    held = source != "alert" and approvals.needs_approval(session, user, rules.approval_required, priority)
     item = Broadcast(
         clip_id=clip.id,
         priority=str(priority),
@@ -130,14 +136,15 @@ def create(
         wire_targets=resolution.wire_targets,
         start_at=start,
         expires_at=start + rules.ttl_s + play_s,
-        status="sending",
+        status=approvals.PENDING_STATUS if held else "sending",
         source=source,
         created_by=user.id,
     )
     session.add(item)
     session.flush()
     # One bulk INSERT: ORM objects for a county's 10,000+ deliveries would cost seconds before the publish.
-    rows = [{"broadcast_id": item.id, "speaker_id": sid, "state": "queued"} for sid in resolution.reached]
+    state = "held" if held else "queued"
+    rows = [{"broadcast_id": item.id, "speaker_id": sid, "state": state} for sid in resolution.reached]
     session.execute(insert(Delivery), rows)
     audit.record(
         session,
@@ -154,6 +161,9 @@ def create(
         start_at=start,
         source=source,
     )
+    if held:  # approvals hook: recorded, but no command until an approver says yes
+        title = clip.title or f"节目 {clip.id}"
+        approvals.submit(session, user, "broadcast", item.id, resolution.targets, title, address=address)
     session.flush()
     return item
 
@@ -194,9 +204,11 @@ def counts(session: Session, broadcast_id: int) -> dict[str, int]:
 def refresh_status(
     session: Session, item: Broadcast, now: float | None = None, tally: dict[str, int] | None = None
 ) -> str:
-    """Roll the broadcast's status up from its deliveries: scheduled, sending, playing, done."""
+    """Roll the broadcast's status up from its deliveries: scheduled, sending, playing, done (or still waiting)."""
     now = time.time() if now is None else now
     tally = counts(session, item.id) if tally is None else tally
+    if item.status == approvals.REJECTED_STATUS or (item.status == approvals.PENDING_STATUS and tally.get("held")):
+        return item.status  # approvals hook: waiting for (or refused by) an approver, whatever the clock says
     total = sum(tally.values())
     done = sum(n for state, n in tally.items() if state in TERMINAL_STATES)
     if total and done == total:
@@ -207,6 +219,11 @@ def refresh_status(
         status = "scheduled"
     else:
         status = "sending"
+    if status == "done" and item.status != "done":
+        # One line per broadcast in the log file: its id, source and how it ended on the speakers.
+        logger.info(
+            "broadcast %s (%s) done: %s", item.id, item.source, ", ".join(f"{k}={v}" for k, v in sorted(tally.items()))
+        )
     item.status = status
     return status
 
