@@ -8,7 +8,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from flask import Blueprint, Response, current_app, g, jsonify, redirect, render_template, request, session, url_for
-from flask_login import login_user, logout_user
+from flask_login import current_user, login_user, logout_user
 from sqlalchemy import select
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from werkzeug.wrappers import Response as BaseResponse
@@ -18,6 +18,7 @@ from broadcast.models import PRIORITIES, Broadcast, Clip, Speaker, User
 from broadcast.services import accounts, broadcasts, clips, fleet, history, regions
 from broadcast.services.sending import send_broadcast
 from broadcast.web.context import client_address, db, platform
+from broadcast.web.errors import respond
 from broadcast.web.security import login_required
 from broadcast.web.views import speaker_json
 from media import list_voices
@@ -223,12 +224,7 @@ def compose() -> str:
 @login_required
 def send() -> BaseResponse | tuple[str, int]:
     """Make the clip and the broadcast and send it; a refusal shows on the same form with everything kept."""
-    try:
-        typed = _typed()
-    except RequestEntityTooLarge:  # the body was never read: nothing typed can be given back
-        limit = platform().settings["MAX_UPLOAD_MB"]
-        error = {"code": "too_large", "message": f"上传的文件太大（最大 {limit} MB），请换一个较小的文件。"}
-        return _compose_page(None, error), 413
+    typed = _typed()
     try:
         item = _make_and_send(typed)
     except Exception as exc:
@@ -239,6 +235,18 @@ def send() -> BaseResponse | tuple[str, int]:
         error = {"code": exc.code, "message": exc.zh}  # type: ignore[attr-defined]
         return _compose_page(typed, error), status_of(exc)  # type: ignore[arg-type]
     return redirect(url_for("console.broadcast_page", broadcast_id=item.id))
+
+
+@console.errorhandler(RequestEntityTooLarge)
+def too_large(exc: RequestEntityTooLarge) -> Response | tuple[str, int]:
+    """A too-large upload from the compose form comes back to the form (its body was never read, so it is empty)."""
+    limit = platform().settings["MAX_UPLOAD_MB"]
+    zh = f"上传的文件太大（最大 {limit} MB），请换一个较小的文件。"
+    if g.get("user") is None and getattr(current_user, "is_authenticated", False):
+        g.user = current_user._get_current_object()  # type: ignore[attr-defined]  # refused before the user loaded
+    if request.endpoint != "console.send" or g.get("user") is None:
+        return respond(BroadcastError("too_large", zh, f"The upload is larger than {limit} MB.", kind="too_large"), 413)
+    return _compose_page(None, {"code": "too_large", "message": zh}), 413
 
 
 def _make_and_send(typed: dict[str, Any]) -> Broadcast:

@@ -10,6 +10,8 @@
   var progress = document.getElementById("upload-progress");
   var progressText = document.getElementById("progress-text");
   var warningLabels = JSON.parse(document.getElementById("warning-labels").textContent);
+  var voiceLabels = JSON.parse(document.getElementById("voice-labels").textContent);
+  var engineLabels = JSON.parse(document.getElementById("engine-labels").textContent);
 
   function $(id) { return document.getElementById(id); }
   function showError(message) { errorBox.textContent = message || ""; }
@@ -21,6 +23,7 @@
       for (var i = 0; i < tabs.length; i++) { tabs[i].className = "tab" + (tabs[i] === ev.target ? " active" : ""); }
       var panels = document.querySelectorAll(".panel");
       for (var j = 0; j < panels.length; j++) { panels[j].hidden = panels[j].getAttribute("data-panel") !== name; }
+      $("tab").value = name;
     });
   }
 
@@ -42,12 +45,14 @@
     drawWaveform(clip.waveform || []);
     var info = "时长 " + (clip.duration_ms / 1000).toFixed(1) + " 秒 · 响度 " + clip.loudness_lufs.toFixed(1) +
       " LUFS · 峰值 " + clip.true_peak_dbtp.toFixed(1) + " dBTP";
-    if (clip.engine) { info += " · 合成引擎 " + clip.engine; }
+    if (clip.engine) {
+      info += " · 发音人 " + (voiceLabels[clip.voice] || clip.voice) + "（" + (engineLabels[clip.engine] || clip.engine) + "）";
+    }
     if (clip.source_format) { info += " · 原始格式 " + clip.source_format; }
     $("preview-info").textContent = info;
     var warnings = [];
     for (var i = 0; i < (clip.warnings || []).length; i++) { warnings.push(warningLabels[clip.warnings[i]] || clip.warnings[i]); }
-    $("preview-warnings").textContent = warnings.join("；");
+    $("preview-warnings").textContent = warnings.length ? "⚠ " + warnings.join("；") : "";
     $("preview").setAttribute("data-clip", clip.id);
   }
 
@@ -81,20 +86,34 @@
     xhr.send(body);
   }
 
-  function upload(blob, name) {
+  function stamp() {  // now, in the deployment's time zone (as every page shows times)
+    var zone = document.body.getAttribute("data-tz");
+    try {
+      return new Intl.DateTimeFormat("zh-CN", { timeZone: zone, month: "numeric", day: "numeric", hour: "2-digit",
+        minute: "2-digit", hourCycle: "h23", hour12: false }).format(new Date());
+    } catch (e) { return ""; }
+  }
+
+  function upload(blob, name, title) {
     var data = new FormData();
     data.append("file", blob, name);
+    if (!$("title").value) { $("title").value = title; }
+    data.append("title", $("title").value);
     request(data, false, "上传中…");
   }
 
   $("rate").addEventListener("input", function () { $("rate-value").textContent = parseFloat($("rate").value).toFixed(1); });
   $("text").addEventListener("input", function () { clipId.value = ""; });
   $("preview-tts").addEventListener("click", function () {
-    request(JSON.stringify({ text: $("text").value, voice: $("voice").value || null, rate: parseFloat($("rate").value) }),
-      true, "正在合成语音…");
+    var body = { text: $("text").value, voice: $("voice").value || null, rate: parseFloat($("rate").value) };
+    if ($("title").value) { body.title = $("title").value; }
+    request(JSON.stringify(body), true, "正在合成语音…");
   });
   $("file").addEventListener("change", function () {
-    if ($("file").files.length) { upload($("file").files[0], $("file").files[0].name); }
+    if ($("file").files.length) {
+      var name = $("file").files[0].name;
+      upload($("file").files[0], name, name.replace(/\.[^.]+$/, "") || name);
+    }
   });
 
   var recorder = null, chunks = [], started = 0, timer = null;
@@ -111,7 +130,7 @@
       recorder.onstop = function () {
         stream.getTracks().forEach(function (track) { track.stop(); });
         clearInterval(timer);
-        upload(new Blob(chunks, { type: recorder.mimeType || "audio/webm" }), "recording.webm");
+        upload(new Blob(chunks, { type: recorder.mimeType || "audio/webm" }), "recording.webm", "现场录音 " + stamp());
       };
       recorder.start(250);
       started = Date.now();

@@ -1,10 +1,19 @@
-/* Self-refreshing pages; plain ES5 so old office browsers run it. */
+/* Self-refreshing pages; plain ES5 so old office browsers run it. Times are the deployment's, never the browser's. */
 (function () {
+  var zone = document.body.getAttribute("data-tz") || "";
+  var offsetMin = parseFloat(document.body.getAttribute("data-utc-offset") || "0");
+  function p(n) { return (n < 10 ? "0" : "") + n; }
   function fmtTime(at) {
     if (!at) { return ""; }
     var d = new Date(at * 1000);
-    function p(n) { return (n < 10 ? "0" : "") + n; }
-    return p(d.getHours()) + ":" + p(d.getMinutes()) + ":" + p(d.getSeconds());
+    if (window.Intl && zone) {
+      try {
+        return new Intl.DateTimeFormat("zh-CN", { timeZone: zone, hour: "2-digit", minute: "2-digit", second: "2-digit",
+          hourCycle: "h23", hour12: false }).format(d);
+      } catch (e) { /* an old browser without time zones: use the offset the server gave */ }
+    }
+    var shifted = new Date(at * 1000 + offsetMin * 60000);
+    return p(shifted.getUTCHours()) + ":" + p(shifted.getUTCMinutes()) + ":" + p(shifted.getUTCSeconds());
   }
   function labels(id) {
     var el = document.getElementById(id);
@@ -16,13 +25,6 @@
     xhr.setRequestHeader("Accept", "application/json");
     xhr.onload = function () { if (xhr.status === 200) { done(JSON.parse(xhr.responseText)); } };
     xhr.send();
-  }
-  function fillTimes() {
-    var cells = document.querySelectorAll("td[data-at]");
-    for (var i = 0; i < cells.length; i++) {
-      var at = cells[i].getAttribute("data-at");
-      if (at && !isNaN(parseFloat(at))) { cells[i].textContent = fmtTime(parseFloat(at)); }
-    }
   }
   var box = document.getElementById("broadcast");
   if (box) {
@@ -65,7 +67,14 @@
           var cell = row.querySelector(".online");
           cell.className = "online " + (s.online ? "on" : "off");
           cell.textContent = s.online ? "在线" : "离线";
-          row.querySelector(".playing").textContent = s.playing ? "#" + s.playing : "";
+          var playing = row.querySelector(".playing");
+          playing.innerHTML = "";
+          if (s.playing) {
+            var link = document.createElement("a");
+            link.href = table.getAttribute("data-broadcast").replace(/0$/, String(s.playing));
+            link.textContent = "#" + s.playing;
+            playing.appendChild(link);
+          }
         }
         document.getElementById("online-count").textContent = on;
         document.getElementById("offline-count").textContent = data.items.length - on;
@@ -74,5 +83,4 @@
     };
     setTimeout(again, 5000);
   }
-  fillTimes();
 }());
