@@ -19,7 +19,7 @@ from broadcast.lease import WorkerLease
 from broadcast.messaging import open_transport
 from broadcast.models import Broadcast
 from broadcast.platform import Platform
-from broadcast.services import broadcasts, commands, health, receipts, schedule_push
+from broadcast.services import broadcasts, commands, health, receipts, schedule_push, speaker_moves
 from broadcast.services.receipts import ReceiptIn
 from speakers.server import ReceiptConsumer, TimeResponder
 from speakers.signing import KeyPair
@@ -67,6 +67,7 @@ class Worker:
         self._consumer: ReceiptConsumer | None = None
         self._time: TimeResponder | None = None
         self._push_state = schedule_push.PushState()
+        self._follow = speaker_moves.FollowState()  # speakers still listening to the grid they were moved from
         self._transport: Any = None
         self._time_transport: Any = None
         self._started_at = time.time()
@@ -121,6 +122,7 @@ class Worker:
             (partial(schedule_jobs.run_due, self.platform, lease=self.lease), schedule_jobs.RUN_EVERY_S, "schedules"),
             (self._push_schedules, self.platform.settings["SCHEDULE_PUSH_S"], "schedule-push"),
             (self._reload_key, 10, "reload-key"),
+            (partial(speaker_moves.follow, self.platform, self._follow), 2, "speaker-follow"),
             (self._beat, HEARTBEAT_S, "heartbeat"),
             (partial(alert_feeds.poll_due, self.platform), ALERT_FEEDS_CHECK_S, "alert-feeds"),
         ):
@@ -215,6 +217,7 @@ class Worker:
             for fields in states:
                 if receipts.apply_state(session, str(fields.get("speaker_id")), fields) == "online":
                     self._push_state.resync.add(str(fields.get("speaker_id")))
+                speaker_moves.note_state(session, str(fields.get("speaker_id")), fields, self._follow)
             for receipt in receipts_in:
                 if receipts.apply_receipt(session, receipt, found) and str(receipt.broadcast_id).isdigit():
                     touched.add(int(str(receipt.broadcast_id)))

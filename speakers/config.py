@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import logging
 import re
@@ -17,6 +18,34 @@ logger = logging.getLogger(__name__)
 
 PEM_CERTIFICATE = "-----BEGIN CERTIFICATE-----"
 _HHMM = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-3]):([0-5]\d)$")
+
+
+GRID_MIN_DIGITS = 13  # a grid extends its village's 12-digit 统计用区划代码 with digits of its own
+
+
+def region_chain_problem(codes: list[str]) -> str | None:
+    """Why `codes` is not a grid followed by its ancestors (each code extending the next one's), or None."""
+    if len(codes) < 2 or len(set(codes)) != len(codes) or not all(isinstance(c, str) and c.isdigit() for c in codes):
+        return "a grid and its ancestors: at least two distinct digit codes"
+    if len(codes[0]) < GRID_MIN_DIGITS:
+        return f"the first code must be a grid (at least {GRID_MIN_DIGITS} digits), not {codes[0]}"
+    for child, parent in itertools.pairwise(codes):
+        significant = parent.rstrip("0")
+        if not significant or not child.startswith(significant):
+            return f"{parent} is not an ancestor of {child}"
+    return None
+
+
+def check_regions(codes: list[str]) -> list[str]:
+    """A speaker's region chain (grid first, then every ancestor), or a clear error."""
+    problem = region_chain_problem(list(codes))
+    if problem is not None:
+        raise SpeakerError(
+            "speakers.bad_regions",
+            f"区域链不合法：{problem}（应为网格及其各级上级，网格在前）。",
+            f"Invalid region chain: {problem} (the grid first, then each ancestor).",
+        )
+    return list(codes)
 
 
 def parse_quiet_hours(spans: list[str]) -> list[tuple[int, int]]:
@@ -109,6 +138,10 @@ class AgentConfig:
             raise SpeakerError(
                 "speakers.bad_ca_cert", f"无法读取 CA 证书：{exc}", f"Cannot read the CA certificate: {exc}"
             ) from exc
+
+    def with_regions(self, codes: list[str]) -> AgentConfig:
+        """This configuration with a new region chain (the speaker was moved); the chain is checked first."""
+        return dataclasses.replace(self, regions=check_regions(codes))
 
     def quiet_spans(self) -> list[tuple[int, int]]:
         """Quiet hours as minute spans."""

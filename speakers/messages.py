@@ -1,6 +1,7 @@
 """The messages of the speaker protocol as dataclasses (JSON shapes in `speakers/schemas/`).
 
-Commands (server → speaker, signed): Play, Stop, Volume, ScheduleSnapshot, TimeSync, Ping, KeyAnnouncement.
+Commands (server → speaker, signed): Play, Stop, Volume, ScheduleSnapshot, TimeSync, Ping, KeyAnnouncement,
+Regions.
 Speaker → server: Receipt, State, TimeRequest. Server → speaker, signed with a nonce: TimeReply.
 """
 
@@ -195,8 +196,25 @@ class KeyAnnouncement(Command):
     retire_previous_at: float | None = None
 
 
+@dataclass(frozen=True)
+class Regions(Command):
+    """The speaker was moved: its new grid first, then every ancestor (sent to its own topic only)."""
+
+    TYPE: ClassVar[str] = "regions"
+    regions: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the JSON-ready `cmd` object."""
+        return {"regions": list(self.regions)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Regions:
+        """Build from a schema-checked `cmd` object."""
+        return cls(tuple(data["regions"]))
+
+
 COMMAND_TYPES: dict[str, type[Command]] = {
-    cls.TYPE: cls for cls in (Play, Stop, Volume, ScheduleSnapshot, TimeSync, Ping, KeyAnnouncement)
+    cls.TYPE: cls for cls in (Play, Stop, Volume, ScheduleSnapshot, TimeSync, Ping, KeyAnnouncement, Regions)
 }
 
 
@@ -260,6 +278,7 @@ class State:
     volume: int = 0
     output: str | None = None
     last_error: str | None = None
+    grid: str | None = None  # the grid whose topics it listens to (after a move: the new one)
 
     def to_dict(self) -> dict[str, Any]:
         """Return the JSON-ready state (no nested values, so a shallow copy is exact)."""

@@ -18,6 +18,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from speakers.config import region_chain_problem
 from speakers.errors import SpeakerError
 from speakers.messages import (  # re-exported: the protocol's public names live here
     COMMAND_TYPES,
@@ -30,6 +31,7 @@ from speakers.messages import (  # re-exported: the protocol's public names live
     Ping,
     Play,
     Receipt,
+    Regions,
     ScheduledPlay,
     ScheduleSnapshot,
     State,
@@ -45,8 +47,8 @@ from speakers.signing import COMMAND_CONTEXT, TIME_CONTEXT, KeyPair
 
 __all__ = [
     "COMMAND_TYPES", "DEFAULT_PREFIX", "EVENTS", "PRIORITIES", "PROTOCOL_VERSION", "REJECT_REASONS",
-    "Command", "KeepMedia", "KeyAnnouncement", "Ping", "Play", "Receipt", "ScheduleSnapshot", "ScheduledPlay",
-    "SignedCommand", "State", "Stop", "Target", "TimeReply", "TimeRequest", "TimeSync", "Volume",
+    "Command", "KeepMedia", "KeyAnnouncement", "Ping", "Play", "Receipt", "Regions", "ScheduleSnapshot",
+    "ScheduledPlay", "SignedCommand", "State", "Stop", "Target", "TimeReply", "TimeRequest", "TimeSync", "Volume",
     "check_command", "command_topic_for_region", "command_topic_for_speaker", "dumps", "encode_command",
     "encode_time_reply", "priority_rank", "receipt_topic", "state_topic", "time_reply_topic", "time_request_topic",
 ]  # fmt: skip
@@ -259,3 +261,5 @@ def check_command(kind: str, cmd: dict[str, Any]) -> None:
             _validate_at(item["play"], "play", f"$.items[{i}].play")
             if item["play"].get("expires_at") is None:
                 raise SchemaError(f"$.items[{i}].play.expires_at", "required in a schedule")
+    elif kind == "regions" and (problem := region_chain_problem(cmd["regions"])) is not None:
+        raise SchemaError("$.regions", problem)

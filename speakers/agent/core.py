@@ -19,6 +19,7 @@ from speakers.agent.clock import ClockSync
 from speakers.agent.dedup import DuplicateCommand, SeenCommands
 from speakers.agent.engine import PlaybackEngine
 from speakers.agent.keep import KeptMedia
+from speakers.agent.moves import RegionFollower, region_topics
 from speakers.agent.outputs.base import Output
 from speakers.agent.persist import restore, snapshot
 from speakers.agent.policy import Planner, PlayItem
@@ -33,6 +34,7 @@ from speakers.messages import (
     KeyAnnouncement,
     Ping,
     Play,
+    Regions,
     ScheduleSnapshot,
     State,
     Stop,
@@ -94,6 +96,8 @@ class Agent(Reporter):
         self.schedule_seq = 0
         self.schedule_id: str | None = None
         self.interrupted: dict[str, Any] | None = None  # the play cut off by a crash or restart
+        self.provisioned_regions = list(config.regions)  # the configuration file's; a move command may override
+        self.regions_seq = 0  # sequence of the last regions command applied
         self._outbox_next = 0
         self._held: list[int] = []  # outbox keys held back to leave with the next receipt
         self._reject_budget = (0.0, 0)
@@ -106,14 +110,15 @@ class Agent(Reporter):
         # lost by acknowledging to the broker first); a real speaker handles each command before its PUBACK.
         self.work_queue = work_queue
         self._puback_delay_s = puback_delay_s
-        restore(self, self.store.load())
+        restore(self, self.store.load())  # may replace self.config with the regions of a move
         self.verifier = Verifier(
-            config.speaker_id, config.regions, self.keys, self.window, max_skew_s=config.max_clock_skew_s,
+            config.speaker_id, self.config.regions, self.keys, self.window, max_skew_s=config.max_clock_skew_s,
             seen=self.seen,
         )  # fmt: skip
         prefix, sid = config.topic_prefix, config.speaker_id
-        self.command_topics = {protocol.command_topic_for_speaker(prefix, sid)}
-        self.command_topics.update(protocol.command_topic_for_region(prefix, code) for code in config.regions)
+        self.own_topic = protocol.command_topic_for_speaker(prefix, sid)
+        self.command_topics = {self.own_topic, *region_topics(prefix, self.config.regions)}
+        self.moves = RegionFollower(self)
         self.time_reply_topic = protocol.time_reply_topic(prefix, sid)
         self.time_request_topic = protocol.time_request_topic(prefix, sid)
         self.state_topic = protocol.state_topic(prefix, sid)  # retained state topic of this speaker
@@ -192,6 +197,7 @@ class Agent(Reporter):
 
     def _heartbeat(self) -> None:
         now = self.clock.server_now()
+        self.moves.subscribe_refused()
         self.done = {k: v for k, v in self.done.items() if v > now}
         self.window.prune(now)
         self.seen.prune(now)
@@ -290,6 +296,8 @@ class Agent(Reporter):
         elif isinstance(command, Ping):
             self.report("pong", command_id=signed.id, seq=signed.seq)
             self.publish_state()
+        elif isinstance(command, Regions):
+            self.moves.handle(signed, command, own_topic=topic == self.own_topic)
         self.persist()
 
     def _ack(
@@ -340,7 +348,9 @@ class Agent(Reporter):
                 self.planner.add(item)
             self.engine.prefetch(item)
         self.kept.replace(snapshot.keep)
-        detail = {"snapshot_id": snapshot.snapshot_id, "items": len(wanted), "keep": len(snapshot.keep)}
+        detail: dict[str, Any] = {"snapshot_id": snapshot.snapshot_id, "items": len(wanted)}
+        if snapshot.keep:
+            detail["keep"] = len(snapshot.keep)
         self._ack(signed, detail=detail)
         self.engine.replan(persist=False)  # handle_command persists
 

@@ -9,6 +9,7 @@ from speakers.agent.dedup import SeenCommands
 from speakers.agent.policy import PlayItem
 from speakers.agent.replay import ReplayWindow
 from speakers.agent.trust import KeyRing, public_key
+from speakers.errors import SpeakerError
 
 if TYPE_CHECKING:
     from speakers.agent.core import Agent
@@ -36,6 +37,8 @@ def snapshot(agent: Agent) -> dict[str, Any]:
         "cache_repairs": agent.cache_repairs,
         "schedule": {"seq": agent.schedule_seq, "snapshot_id": agent.schedule_id},
         "keep": agent.kept.to_list(),
+        # a move: the followed chain, and the configuration's chain it overrides (a new configuration wins)
+        "regions": {"seq": agent.regions_seq, "codes": agent.config.regions, "config": agent.provisioned_regions},
     }
 
 
@@ -74,3 +77,16 @@ def restore(agent: Agent, data: dict[str, Any] | None) -> None:
     agent.schedule_seq = int(schedule.get("seq", 0))
     agent.schedule_id = schedule.get("snapshot_id")
     agent.kept.load(data.get("keep") or [])
+    _restore_regions(agent, data.get("regions") or {})
+
+
+def _restore_regions(agent: Agent, moved: dict[str, Any]) -> None:
+    """The regions a move command set, unless the configuration file was replaced since (then it wins)."""
+    agent.regions_seq = int(moved.get("seq", 0))
+    codes = moved.get("codes")
+    if not codes or moved.get("config") != agent.provisioned_regions or codes == agent.config.regions:
+        return
+    try:
+        agent.config = agent.config.with_regions(list(codes))
+    except SpeakerError as exc:
+        logger.error("saved regions ignored: %s", exc.en)

@@ -145,6 +145,7 @@ class Reporter:
             volume=self.volume,
             output=self.output.name,
             last_error=(self.client.last_error or "")[:500] or None if self.client else None,
+            grid=self.config.regions[0] if self.config.regions else None,
         )
 
     def publish_state(self: Agent, *, online: bool = True) -> None:

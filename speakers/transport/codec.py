@@ -10,6 +10,7 @@ PUBLISH = 0x30
 PUBACK = 0x40
 SUBSCRIBE = 0x82
 SUBACK = 0x90
+UNSUBSCRIBE = 0xA2
 PINGREQ = b"\xc0\x00"
 PINGRESP = 0xD0
 DISCONNECT = b"\xe0\x00"
@@ -83,6 +84,12 @@ def subscribe_packet(packet_id: int, filters: list[tuple[str, int]]) -> bytes:
     """Build SUBSCRIBE for (topic filter, max QoS) pairs."""
     body = struct.pack("!H", packet_id) + b"".join(_str(f) + bytes([q]) for f, q in filters)
     return bytes([SUBSCRIBE]) + _length(len(body)) + body
+
+
+def unsubscribe_packet(packet_id: int, topics: list[str]) -> bytes:
+    """Build UNSUBSCRIBE for topic filters."""
+    body = struct.pack("!H", packet_id) + b"".join(_str(t) for t in topics)
+    return bytes([UNSUBSCRIBE]) + _length(len(body)) + body
 
 
 def split_packets(buffer: bytearray) -> list[tuple[int, bytes]]:

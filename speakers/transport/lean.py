@@ -81,6 +81,8 @@ class LeanMqttClient(asyncio.BufferedProtocol):
         # PUBACKs may wait this long for the next packet to ride along with (fewer writes in a big fleet)
         self._puback_delay_s = puback_delay_s
         self._pending_acks = b""
+        self._sub_requests: dict[int, list[str]] = {}  # SUBSCRIBE packet id -> its filters, until the SUBACK
+        self.refused: set[str] = set()  # filters the broker refused (ACL): `subscribe` them again later
 
     # -- lifecycle -----------------------------------------------------------------------------------
 
@@ -181,6 +183,7 @@ class LeanMqttClient(asyncio.BufferedProtocol):
         self.connected = False
         self._transport = None
         self._acks.clear()
+        self._sub_requests.clear()
         self._pending_acks = b""  # the broker resends unacknowledged QoS 1 messages after a reconnect
         if self._timer:
             self._timer.cancel()
@@ -233,6 +236,9 @@ class LeanMqttClient(asyncio.BufferedProtocol):
         elif kind == codec.CONNACK:
             self._on_connack(body)
         elif kind == codec.SUBACK:
+            (packet_id,) = struct.unpack_from("!H", body, 0)
+            for topic, code in zip(self._sub_requests.pop(packet_id, []), body[2:], strict=False):
+                (self.refused.add if code == 0x80 else self.refused.discard)(topic)
             if b"\x80" in body[2:]:
                 logger.warning("%s: the broker refused a subscription (ACL?)", self.client_id)
                 self.last_error = "subscription refused"
@@ -252,9 +258,29 @@ class LeanMqttClient(asyncio.BufferedProtocol):
         self.last_error = None
         self._backoff = self._backoff_min
         if self.subscriptions:
-            self._send(codec.subscribe_packet(self._packet_id(), self.subscriptions))
+            self._send_subscribe(self.subscriptions)
         if self.on_connect:
             self.on_connect(session_present)
+
+    def _send_subscribe(self, filters: list[tuple[str, int]]) -> None:
+        packet_id = self._packet_id()
+        self._sub_requests[packet_id] = [topic for topic, _qos in filters]
+        self._send(codec.subscribe_packet(packet_id, filters))
+
+    def subscribe(self, filters: Sequence[tuple[str, int]]) -> None:
+        """Add (topic filter, QoS) subscriptions now and on every reconnect."""
+        known = {topic for topic, _qos in self.subscriptions}
+        self.subscriptions += [(t, q) for t, q in filters if t not in known]
+        if self.connected and filters:
+            self._send_subscribe(list(filters))
+
+    def unsubscribe(self, topics: Sequence[str]) -> None:
+        """Drop subscriptions now and for every reconnect."""
+        gone = set(topics)
+        self.subscriptions = [(t, q) for t, q in self.subscriptions if t not in gone]
+        self.refused -= gone
+        if self.connected and topics:
+            self._send(codec.unsubscribe_packet(self._packet_id(), list(topics)))
 
     def _packet_id(self) -> int:
         self._next_id = self._next_id % 65535 + 1

@@ -21,6 +21,7 @@ SPEAKER = "spk-42122410420101-1"  # 黄沙村第一网格
 OLD_GRID = "42122410420101"
 OLD_VILLAGE = "421224104201"
 NEW_GRID = "42122420520101"  # 大路村第一网格, another township
+NEW_CHAIN = ["421224205201", "421224205000", "421224000000"]  # its village, township and county
 
 
 @pytest.fixture
@@ -105,54 +106,108 @@ def _broadcast(deployment: Deployment, clip_id: int, target: str) -> int:
     return body["id"]
 
 
+def _reported_grid(deployment: Deployment) -> str | None:
+    """The grid the speaker says it listens to (its last state, as the worker stored it)."""
+    from broadcast.models import Speaker
+
+    with deployment.platform.db.transaction() as session:
+        speaker = session.get(Speaker, SPEAKER)
+        return (speaker.state or {}).get("grid") if speaker is not None else None
+
+
+def _regions_commands(deployment: Deployment) -> int:
+    from sqlalchemy import func, select
+
+    from broadcast.models import Command
+
+    with deployment.platform.db.transaction() as session:
+        return int(session.scalar(select(func.count()).where(Command.kind == "regions")) or 0)
+
+
+def _played(deployment: Deployment) -> list[str]:
+    return [e["broadcast_id"] for e in timeline(deployment.sink(SPEAKER)) if e["event"] == "started"]
+
+
 def test_a_moved_speaker_obeys_only_its_new_grid(deployment: Deployment) -> None:
     base, token = deployment.base, deployment.token
-    old_config = json.loads(deployment.configs[SPEAKER].read_text())
+    config_before = deployment.configs[SPEAKER].read_text()
     deployment.start_agent(SPEAKER, name="before")
     deployment.wait_online(SPEAKER)
+    wait_for(lambda: _reported_grid(deployment) == OLD_GRID, 30, "the speaker to report its grid")
     status, clip = http("POST", base + "/api/v1/clips", token, {"text": "请注意，这是迁移测试。"})
     assert status == 201, clip
     before = _broadcast(deployment, clip["id"], OLD_GRID)  # the positive path: it obeys its grid now
     wait_for(lambda: deployment.delivery(before, SPEAKER)["state"] == "finished", 60, "the play before the move")
-    deployment.procs[-1].stop()
 
+    # The move, with the agent running: nothing is downloaded onto the box.
     status, moved = http("PATCH", f"{base}/api/v1/speakers/{SPEAKER}", token, {"grid_code": NEW_GRID})
     assert status == 200, moved
     assert moved["grid_code"] == NEW_GRID
-    status, config = http("POST", f"{base}/api/v1/speakers/{SPEAKER}/provision", token)
-    assert status == 200, config
-    assert NEW_GRID in config["regions"]
-    assert OLD_GRID not in config["regions"]
-    assert OLD_VILLAGE not in config["regions"]
-    prefix = deployment.prefix
-    topics = [command_topic_for_region(prefix, NEW_GRID), command_topic_for_region(prefix, OLD_GRID)]
-
-    # The broker follows without a restart: the new password works, the new grid is granted, the old refused.
-    wait_for(
-        lambda: _suback(deployment.broker, SPEAKER, config["password"], topics) == [True, False],
-        30,
-        "the broker to follow the move",
-    )
-    assert _suback(deployment.broker, SPEAKER, old_config["password"], topics) == []  # the old password is dead
-
-    config["state_dir"], config["cache_dir"] = old_config["state_dir"], old_config["cache_dir"]
-    deployment.configs[SPEAKER].write_text(json.dumps(config))
-    deployment.start_agent(SPEAKER, name="after")
-    deployment.wait_online(SPEAKER)
+    wait_for(lambda: _reported_grid(deployment) == NEW_GRID, 30, "the agent to follow its new grid")
 
     old = _broadcast(deployment, clip["id"], OLD_VILLAGE)
     new = _broadcast(deployment, clip["id"], NEW_GRID)
     wait_for(lambda: deployment.delivery(new, SPEAKER)["state"] == "finished", 60, "the play in the new grid")
     _, old_body = http("GET", f"{base}/api/v1/broadcasts/{old}", token)
     assert SPEAKER not in {d["speaker_id"] for d in old_body["deliveries"]}
-    played = [e["broadcast_id"] for e in timeline(deployment.sink(SPEAKER)) if e["event"] == "started"]
-    assert played == [str(before), str(new)]
+    assert _played(deployment) == [str(before), str(new)]
+
+    # Restarted with the very same configuration file, it still listens to its new grid.
+    deployment.procs[-1].stop()
+    wait_for(lambda: not deployment.online(SPEAKER), 30, "the agent offline")
+    assert deployment.configs[SPEAKER].read_text() == config_before
+    # The broker followed too, for the password the box already has: new grid granted, old refused.
+    topics = [command_topic_for_region(deployment.prefix, g) for g in (NEW_GRID, OLD_GRID)]
+    password = json.loads(config_before)["password"]
+    wait_for(
+        lambda: _suback(deployment.broker, SPEAKER, password, topics) == [True, False],
+        30,
+        "the broker to follow the move",
+    )
+    deployment.start_agent(SPEAKER, name="after")
+    deployment.wait_online(SPEAKER)
+    again = _broadcast(deployment, clip["id"], NEW_GRID)
+    wait_for(lambda: deployment.delivery(again, SPEAKER)["state"] == "finished", 60, "the play after a restart")
+    assert _played(deployment) == [str(before), str(new), str(again)]
+    assert _reported_grid(deployment) == NEW_GRID
+
+
+def test_a_speaker_offline_through_its_move_follows_when_it_returns(deployment: Deployment) -> None:
+    base, token = deployment.base, deployment.token
+    deployment.start_agent(SPEAKER, name="before")
+    deployment.wait_online(SPEAKER)
+    wait_for(lambda: _reported_grid(deployment) == OLD_GRID, 30, "the speaker to report its grid")
+    deployment.procs[-1].stop()
+    wait_for(lambda: not deployment.online(SPEAKER), 30, "the agent offline")
+    status, moved = http("PATCH", f"{base}/api/v1/speakers/{SPEAKER}", token, {"grid_code": NEW_GRID})
+    assert status == 200, moved
+    assert _regions_commands(deployment) == 1
+    # A clean session under the speaker's id drops what the broker queued for the box: the move command is lost.
+    topics = [command_topic_for_region(deployment.prefix, g) for g in (NEW_GRID, OLD_GRID)]
+    password = json.loads(deployment.configs[SPEAKER].read_text())["password"]
+    wait_for(
+        lambda: _suback(deployment.broker, SPEAKER, password, topics) == [True, False],
+        30,
+        "the broker to follow the move",
+    )
+    deployment.start_agent(SPEAKER, name="after")
+    # it comes back reporting its old grid; the worker tells it again
+    wait_for(lambda: _reported_grid(deployment) == NEW_GRID, 60, "the returning agent to follow its new grid")
+    assert _regions_commands(deployment) == 2
+    status, clip = http("POST", base + "/api/v1/clips", token, {"text": "请注意，这是迁移测试。"})
+    assert status == 201, clip
+    new = _broadcast(deployment, clip["id"], NEW_GRID)
+    wait_for(lambda: deployment.delivery(new, SPEAKER)["state"] == "finished", 60, "the play in the new grid")
+    assert _played(deployment) == [str(new)]
 
 
 def test_mosquitto_follows_a_move_after_the_documented_reload(tmp_path: Path, sqlite_url: str) -> None:
     import os
     import signal
 
+    from sqlalchemy import select
+
+    from broadcast.models import Command
     from broadcast.services import provisioning
     from speakers.mosquitto_proc import MosquittoProcess, mosquitto_binary
     from tests.broadcast.conftest import auth, seed_county
@@ -195,6 +250,10 @@ def test_mosquitto_follows_a_move_after_the_documented_reload(tmp_path: Path, sq
         moved = client.patch(f"/api/v1/speakers/{SPEAKER}", json={"grid_code": NEW_GRID}, headers=headers)
         assert moved.status_code == 200
         assert reached() == [False, True]  # Mosquitto has not been told yet
+        with platform.db.transaction() as session:  # the box was told its new regions on its own topic
+            told = session.scalars(select(Command).where(Command.kind == "regions")).one()
+            assert told.published_at is not None
+            assert told.body == {"body": {"regions": [NEW_GRID, *NEW_CHAIN]}, "targets": [f"speaker:{SPEAKER}"]}
         broker_files()
         assert broker._process is not None
         os.kill(broker._process.pid, signal.SIGHUP)  # the documented reload

@@ -84,6 +84,7 @@ def test_every_command_type_round_trips_through_its_schema() -> None:
         protocol.TimeSync(),
         protocol.Ping(),
         protocol.KeyAnnouncement(KeyPair.generate().public_b64(), "0123456789abcdef", None),
+        protocol.Regions(("42122410020101", "421224100201", "421224100000", "421224000000")),
     ]
     assert {c.TYPE for c in commands} == set(COMMAND_TYPES)
     for command in commands:
