@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import sys
 import time
 from pathlib import Path
@@ -11,12 +10,18 @@ import click
 from sqlalchemy import select
 
 from broadcast.errors import BroadcastError, is_shaped
+from broadcast.models import ROLES
 from broadcast.platform import Platform
 from broadcast.settings import instance_path
 
 
 def _platform(**overrides: object) -> Platform:
-    return Platform.from_settings(instance_path(), {k: v for k, v in overrides.items() if v is not None})
+    """This instance's platform, closed (broker link, database pool) when the command ends."""
+    platform = Platform.from_settings(instance_path(), {k: v for k, v in overrides.items() if v is not None})
+    context = click.get_current_context(silent=True)
+    if context is not None:
+        context.call_on_close(platform.close)
+    return platform
 
 
 def _fail(exc: BaseException) -> None:
@@ -42,9 +47,10 @@ class _Commands(click.Group):
 @click.option("-v", "--verbose", is_flag=True, help="Log debug messages.")
 def main(verbose: bool) -> None:
     """village-broadcast (智慧广播平台): server and administration."""
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    from broadcast.logs import configure
+    from broadcast.settings import load_settings
+
+    configure(load_settings(instance_path()), verbose=verbose)
 
 
 @main.command()
@@ -90,7 +96,7 @@ def users() -> None:
 
 @users.command("create")
 @click.argument("name")
-@click.option("--role", type=click.Choice(["admin", "operator", "village_head", "viewer"]), required=True)
+@click.option("--role", type=click.Choice(ROLES), required=True)
 @click.option("--region", "region_code", help="Region code the user is bound to (operators, village heads).")
 @click.option("--password-file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 def users_create(name: str, role: str, region_code: str | None, password_file: Path | None) -> None:
@@ -138,7 +144,13 @@ def run(host: str, port: int, mqtt_port: int | None, demo: bool, threads: int) -
     if demo and prepare_settings(instance_path()):
         click.echo("演示实例不设静默时段（可在 instance/settings.toml 中设置）/ demo instance: no quiet hours")
     platform = _platform(MQTT_PORT=mqtt_port)
-    run_all(platform, host=host, port=port, demo=demo, threads=threads, echo=click.echo)
+    try:
+        run_all(platform, host=host, port=port, demo=demo, threads=threads, echo=click.echo)
+    except BroadcastError as exc:
+        if exc.code != "already_running":
+            raise
+        click.echo(f"错误 / error: {exc.zh} / {exc.en}", err=True)
+        sys.exit(1)  # not a usage error: another server runs on this instance
 
 
 @main.command()
@@ -146,7 +158,9 @@ def worker() -> None:
     """Run the one worker process of a deployment (receipts, sweeps); web workers run under gunicorn."""
     from broadcast.runner import run_worker
 
-    run_worker(_platform())
+    platform = _platform()
+    platform.db.require_current()
+    run_worker(platform)
 
 
 @main.command()
@@ -160,8 +174,12 @@ def worker() -> None:
 )
 @click.option("--user", "username", help="Act as this user (default: the first admin).")
 @click.option("--wait", is_flag=True, help="Wait until every delivery ends and print the counts.")
-@click.option("--timeout", default=300, show_default=True, type=int, help="Longest wait, seconds.")
-def say(text: str, targets: str, priority: str, username: str | None, wait: bool, timeout: int) -> None:
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0),
+    help="Longest wait, seconds (default: until the broadcast expires, plus a minute).",
+)
+def say(text: str, targets: str, priority: str, username: str | None, wait: bool, timeout: float | None) -> None:
     """Broadcast TEXT now to the given regions/speakers; prints the broadcast id."""
     from broadcast.models import Broadcast, User
     from broadcast.services import accounts, broadcasts, clips
@@ -186,11 +204,12 @@ def say(text: str, targets: str, priority: str, username: str | None, wait: bool
             source="cli",
         )
         send_broadcast(session, platform, item)
-        broadcast_id = item.id
+        broadcast_id, expires_at = item.id, item.expires_at
     click.echo(broadcast_id)
     if not wait:
         return
-    deadline = time.time() + timeout
+    # Every delivery ends by the broadcast's expiry (the worker's sweep marks the rest missed).
+    deadline = time.time() + timeout if timeout is not None else expires_at + WAIT_MARGIN_S
     while True:
         with platform.db.transaction() as session:
             item = session.get(Broadcast, broadcast_id)
@@ -200,10 +219,33 @@ def say(text: str, targets: str, priority: str, username: str | None, wait: bool
         if status == "done" or time.time() > deadline:
             break
         time.sleep(0.5)
-    click.echo(" ".join(f"{state}={n}" for state, n in sorted(tally.items())))
     platform.close()
     if status != "done":
+        click.echo(f"等待超时，播发尚未结束 / timed out before every delivery ended: {_in_words(tally)}", err=True)
+    click.echo(_in_words(tally))
+    click.echo(" ".join(f"{state}={n}" for state, n in sorted(tally.items())))
+    if status != "done":
         sys.exit(1)
+
+
+WAIT_MARGIN_S = 60.0
+_WORDS = (
+    ("finished", "已播完"),
+    ("failed", "失败"),
+    ("missed", "错过"),
+    ("rejected", "拒收"),
+    ("preempted", "被打断"),
+)
+_PENDING = ("queued", "sent", "acknowledged", "playing")
+
+
+def _in_words(tally: dict[str, int]) -> str:
+    """Delivery counts in Chinese words, e.g. 已播完 12，失败 0，错过 0，拒收 0."""
+    parts = [f"{word} {tally.get(state, 0)}" for state, word in _WORDS if state != "preempted" or tally.get(state)]
+    pending = sum(tally.get(state, 0) for state in _PENDING)
+    if pending:
+        parts.append(f"未结束 {pending}")
+    return "，".join(parts)
 
 
 @main.group()
@@ -219,45 +261,70 @@ def speakers() -> None:
     show_default=True,
     help="Where the agent keeps its state and cache on the device.",
 )
-def speakers_provision(speaker_id: str, state_dir: str) -> None:
+@click.option(
+    "--ca-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="PEM CA certificate the speaker verifies an mqtts:// broker with (default: setting SPEAKER_CA_FILE).",
+)
+def speakers_provision(speaker_id: str, state_dir: str, ca_file: Path | None) -> None:
     """Print everything a new speaker needs (id, broker URL, its own credentials, the server key) as JSON.
 
-    A new broker password is made each time (the old one stops working); only its hash is kept.
+    A new broker password is made each time (the old one stops working); only its hash is kept. The broker
+    files are rewritten (embedded broker, and MOSQUITTO_DIR when set): reload Mosquitto afterwards.
     """
     from broadcast.services import provisioning
 
     platform = _platform()
-    with platform.db.transaction() as session:
-        config = provisioning.provision(session, platform, speaker_id, state_root=Path(state_dir))
-        config.state_dir = Path(state_dir) / "state"
-        config.cache_dir = Path(state_dir) / "cache"
-        if platform.embedded_broker:
-            provisioning.write_broker_files(session, platform)
+    try:
+        with platform.db.transaction() as session:
+            config = provisioning.provision(session, platform, speaker_id, state_root=Path(state_dir), ca_file=ca_file)
+            config.state_dir = Path(state_dir) / "state"
+            config.cache_dir = Path(state_dir) / "cache"
+            written = provisioning.sync_broker_files(session, platform)
+    finally:
+        platform.close()
     click.echo(config.to_json())
+    for folder in written:
+        if folder != platform.broker_dir:
+            click.echo(f"已更新 / rewrote {folder}: 请重新加载 Mosquitto / now reload Mosquitto", err=True)
 
 
 @speakers.command("broker-files")
-@click.argument("folder", type=click.Path(file_okay=False, path_type=Path))
-def speakers_broker_files(folder: Path) -> None:
-    """Write Mosquitto `passwd` and `acl` files for the server account and every provisioned speaker.
+@click.argument("folder", required=False, type=click.Path(file_okay=False, path_type=Path))
+def speakers_broker_files(folder: Path | None) -> None:
+    """Write the Mosquitto configuration, passwd and acl files into FOLDER (default: setting MOSQUITTO_DIR).
 
-    Point Mosquitto at them (password_file, acl_file, allow_anonymous false) and send it SIGHUP after changes.
+    Run `mosquitto -c FOLDER/village-broadcast.conf` or include FOLDER with `include_dir`; send Mosquitto
+    SIGHUP (systemctl reload mosquitto) after every change: connected clients stay connected.
     """
     from broadcast.services import provisioning
+    from speakers.mosquitto import broker_can_read
 
     platform = _platform()
+    folder = folder or (Path(platform.settings["MOSQUITTO_DIR"]) if platform.settings["MOSQUITTO_DIR"] else None)
+    if folder is None:
+        raise BroadcastError(
+            "no_folder", "请指定目录或设置 BROADCAST_MOSQUITTO_DIR。", "Give FOLDER or set BROADCAST_MOSQUITTO_DIR."
+        )
     user, password = platform.broker_account()
     if not user or not password:
-        _fail(
-            BroadcastError(
-                "no_server_account",
-                "请先设置 BROADCAST_MQTT_USERNAME 和 BROADCAST_MQTT_PASSWORD。",
-                "Set BROADCAST_MQTT_USERNAME and BROADCAST_MQTT_PASSWORD first.",
-            )
+        raise BroadcastError(
+            "no_server_account",
+            "请先设置 BROADCAST_MQTT_USERNAME 和 BROADCAST_MQTT_PASSWORD。",
+            "Set BROADCAST_MQTT_USERNAME and BROADCAST_MQTT_PASSWORD first.",
         )
-    with platform.db.transaction() as session:
-        provisioning.write_broker_files(session, platform, folder)
-    click.echo(f"wrote {folder / 'passwd'} and {folder / 'acl'}")
+    try:
+        with platform.db.transaction() as session:
+            provisioning.write_broker_files(session, platform, folder)
+    finally:
+        platform.close()
+    click.echo(f"已写入 / wrote {folder / 'village-broadcast.conf'} (+ passwd.*, acl.*)")
+    if not broker_can_read(folder):
+        click.echo(
+            f"警告：mosquitto 用户读不到 {folder}（应属 mosquitto 组，0750/0640）"
+            f" / warning: the mosquitto user cannot read {folder} (group mosquitto, 0750/0640 expected)",
+            err=True,
+        )
 
 
 @main.group()
@@ -279,3 +346,28 @@ def keys_rotate(retire_after_days: int) -> None:
     finally:
         platform.close()
     click.echo(f"新密钥已启用 / new signing key in use: {new_id}")
+
+
+from broadcast.cli_ops import (  # noqa: E402
+    audit_group,
+    backup_command,
+    db_group,
+    restore_command,
+    tokens_list,
+    tokens_revoke,
+    users_set_password,
+)
+
+for _command in (db_group, backup_command, restore_command, audit_group):
+    main.add_command(_command)
+users.add_command(users_set_password)
+tokens.add_command(tokens_list)
+tokens.add_command(tokens_revoke)
+
+from broadcast.cli_admin import export_command, import_group  # noqa: E402  (it extends `users` above)
+
+main.add_command(import_group), main.add_command(export_command)
+
+from broadcast.cli_broker import broker_group  # noqa: E402
+
+main.add_command(broker_group)

@@ -36,6 +36,18 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("MQTT_PASSWORD", "", "Password of the server account on the broker."),
     Setting("MQTT_TIMEOUT_S", 3.0, "Longest wait for the broker to accept a connection or a message.", float),
     Setting("TOPIC_PREFIX", "vb", "First level of every MQTT topic, so several deployments can share a broker."),
+    Setting(
+        "SPEAKER_MQTT_URL",
+        "",
+        "Broker URL speakers are given (mqtt:// or mqtts://host:port); empty: derived. Never carries credentials.",
+    ),
+    Setting("SPEAKER_CA_FILE", "", "PEM CA certificate put into every provisioned speaker's config (mqtts, https)."),
+    Setting("MOSQUITTO_DIR", "", "Folder of the Mosquitto files; when set, provisioning rewrites them there."),
+    Setting("MOSQUITTO_SERVER_LISTENER", "127.0.0.1:1884", "Mosquitto listener of the server account: ADDR:PORT."),
+    Setting("MOSQUITTO_SPEAKER_LISTENER", "1883", "Mosquitto listener of speakers: PORT (any address) or ADDR:PORT."),
+    Setting("MOSQUITTO_TLS_LISTENER", "", "Mosquitto TLS listener of the speakers: PORT or ADDR:PORT; empty: none."),
+    Setting("MOSQUITTO_CERTFILE", "", "Certificate (PEM, with its chain) of the Mosquitto TLS listener."),
+    Setting("MOSQUITTO_KEYFILE", "", "Private key (PEM) of the Mosquitto TLS listener."),
     # Broadcasting rules
     Setting("TIMEZONE", "Asia/Shanghai", "Local time zone for quiet hours and the console."),
     Setting("QUIET_HOURS", "22:00-06:00", "Local hours when only emergencies play (empty: none)."),
@@ -44,12 +56,33 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("MEDIA_URL_TTL_S", 172800, "Lifetime of the signed media URLs sent to speakers.", int),
     Setting("DEFAULT_VOLUME", 80, "Volume (0-100) of a broadcast that names none.", int),
     Setting("MAX_REPEAT", 10, "Largest repeat count a broadcast may ask for.", int),
+    Setting(
+        "APPROVAL_REQUIRED",
+        "",
+        "Roles whose broadcasts and schedules wait for approval (先审后播): e.g. village_head, or role@REGION_CODE.",
+    ),
     Setting("SCHEDULE_PUSH_S", 60, "How often the worker sends speakers changed schedule snapshots.", int),
     Setting(
         "SCHEDULE_MIN_LEAD_S",
         60,
         "Plays starting sooner than this travel only in their own command, not in snapshots.",
         int,
+    ),
+    Setting("RESEND_FIRST_S", 3.0, "A speaker that has not acknowledged a command gets it again after this.", float),
+    Setting("RESEND_MAX_S", 60.0, "Longest wait between re-sends to one speaker (the wait doubles up to it).", float),
+    Setting(
+        "INLINE_MEDIA_MAX_BYTES",
+        65536,
+        "Emergency and urgent clips up to this size ride inside the command (no download); 0 turns it off.",
+        int,
+    ),
+    Setting("LEASE_POLL_S", 2.0, "How often a standby worker tries to take the lease of a dead one.", float),
+    Setting("SCHEDULE_MAX_PER_DAY", 48, "Most plays one schedule may make in a day (a denser rule is refused).", int),
+    Setting(
+        "SCHEDULE_GRACE_S",
+        300,
+        "Default misfire grace: a routine occurrence later than this is recorded missed.",
+        float,
     ),
     Setting("OFFLINE_AFTER_S", 90, "A speaker silent this long is shown offline even without a last will.", int),
     # Media
@@ -62,11 +95,36 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("TTS_ENGINES", "edge,espeak", "TTS fallback chain, first that answers speaks."),
     Setting("EDGE_VOICE", "zh-CN-XiaoxiaoNeural", "edge-tts voice used when it answers."),
     Setting("PIPER_MODEL", "", "Path of a piper .onnx voice; enables the piper engine."),
+    # Warnings (预警, docs/alerts.md)
+    Setting("ALERT_HMAC_SECRET", "", "Secret of the X-Signature (HMAC-SHA256) on CAP posts; empty: tokens only."),
+    Setting("ALERT_POLICY", "", "Handling table (JSON) of levels and severity×urgency×certainty; empty: defaults."),
+    Setting("ALERT_GEOCODE_NAMES", "行政区划代码,CPEAS Geographic Code", "CAP geocode names read as region codes."),
+    Setting("ALERT_REPEAT", 3, "Times an alert's message is spoken after the attention tone.", int),
+    Setting("ALERT_VOLUME", 100, "Forced volume (0-100) of alert broadcasts.", int),
+    Setting("ALERT_CANCEL_NOTICE", 1, "1: play a short 解除 notice when an alert is cancelled; 0: stop silently.", int),
+    Setting("ALERT_FEEDS", "", "Atom/RSS feeds of CAP entries (JSON list of {url, interval_s, username, password})."),
+    Setting("ALERT_FEED_STALL_S", 900, "A feed without a good answer for this long raises an alarm.", int),
+    Setting("ALERT_TRIGGERS", "", "Sensor trigger rules (JSON object by source name), see docs/alerts.md."),
     # Security
-    Setting("LOGIN_MAX_FAILURES", 5, "Failed logins per user or address before login is locked.", int),
-    Setting("LOGIN_LOCK_S", 900, "How long a login lock lasts, seconds.", int),
+    Setting("LOGIN_MAX_FAILURES", 5, "Failed logins of one name from one address before each try must wait.", int),
+    Setting("LOGIN_LOCK_S", 900, "Longest wait between login tries (the wait doubles from 30 s up to this).", int),
+    Setting("LOGIN_RATE_LIMIT", "30/minute", "Login form posts per client address (any name)."),
+    Setting("API_RATE_LIMIT", "60/minute", "API writes (POST, PUT, PATCH, DELETE) per token or console user."),
+    Setting("API_READ_RATE_LIMIT", "600/minute", "API reads (GET) per token or console user."),
+    Setting("RATE_LIMIT_STORAGE", "", "Where rate-limit counters live (e.g. redis://host:6379); empty: each process."),
     Setting("SESSION_HOURS", 12, "Console session lifetime in hours.", int),
     Setting("LANGUAGE", "zh", "Default language of messages (zh or en)."),
+    Setting(
+        "SESSION_COOKIE_SECURE",
+        "auto",
+        "Send the session cookie over HTTPS only: auto (when PUBLIC_URL is https), true, false.",
+    ),
+    Setting(
+        "PROXY_FIX", 0, "Number of reverse proxies in front of the web tier whose X-Forwarded-* headers to trust.", int
+    ),
+    # Logs
+    Setting("LOG_FILE", "", "Log file (rotated daily, 14 kept); empty: logs/broadcast.log in the instance folder."),
+    Setting("LOG_LEVEL", "WARNING", "Least severe log level written (DEBUG, INFO, WARNING, ERROR)."),
 )
 
 BY_NAME = {s.name: s for s in SETTINGS}

@@ -12,7 +12,9 @@ from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session, aliased
 
 from broadcast.models import Broadcast, Command, Delivery, Region, Speaker
+from broadcast.models.alerts import Alert
 from broadcast.models.ops import WorkerHeartbeat
+from broadcast.models.schedules import Schedule
 from speakers.transport import BrokerAddress
 
 WORKER = "worker"
@@ -80,7 +82,7 @@ def check_worker(session: Session, max_age_s: float, now: float | None = None) -
 
 
 def metrics_text(session: Session, now: float | None = None) -> bytes:
-    """Prometheus text exposition of the fleet, deliveries, outbox and worker, built fresh per scrape."""
+    """Prometheus text exposition of the fleet, deliveries, alerts, schedules, outbox and worker, fresh per scrape."""
     now = time.time() if now is None else now
     registry = CollectorRegistry()
     speakers = Gauge("broadcast_speakers", "Speakers by township and state.", ["township", "state"], registry=registry)
@@ -105,6 +107,12 @@ def metrics_text(session: Session, now: float | None = None) -> bytes:
         )
         or 0
     )
+    alerts = Gauge("broadcast_alerts", "Warnings received, by decision.", ["decision"], registry=registry)
+    for decision, count in session.execute(select(Alert.decision, func.count()).group_by(Alert.decision)):
+        alerts.labels(decision=decision).set(count)
+    schedules = Gauge("broadcast_schedules", "Schedules by state.", ["state"], registry=registry)
+    for state, count in session.execute(select(Schedule.state, func.count()).group_by(Schedule.state)):
+        schedules.labels(state=state).set(count)
     age = heartbeat_age(session, now=now)
     heartbeat = Gauge(
         "broadcast_worker_heartbeat_age_seconds", "Seconds since the worker's heartbeat.", registry=registry

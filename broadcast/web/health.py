@@ -37,7 +37,7 @@ def readyz() -> tuple[Response, int]:
 
 @bp.get("/metrics")
 def metrics() -> Response:
-    """Prometheus text format: speakers by township, deliveries, broadcasts, outbox depth, worker heartbeat age."""
+    """Prometheus text: speakers by township, deliveries, broadcasts, alerts, schedules, outbox, worker heartbeat."""
     return Response(health.metrics_text(db()), mimetype="text/plain; version=0.0.4; charset=utf-8")
 
 

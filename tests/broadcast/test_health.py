@@ -93,6 +93,8 @@ def test_metrics_parse_and_count_the_fleet(ready_app: Any) -> None:
     assert ("broadcast_speakers", (("state", "online"), ("township", HUANGSHA))) not in samples
     assert 2 <= samples[("broadcast_worker_heartbeat_age_seconds", ())] < 60
     assert samples[("broadcast_outbox_unpublished", ())] == 0
+    families = {f.name for f in text_string_to_metric_families(response.get_data(as_text=True))}
+    assert {"broadcast_deliveries", "broadcast_broadcasts", "broadcast_alerts", "broadcast_schedules"} <= families
 
 
 def test_console_banner_while_the_worker_is_down(client: Any) -> None:
