@@ -180,7 +180,6 @@ def _start_embedded_broker(platform: Platform) -> Any:
     """The in-process broker, with a password for every account and each speaker held to its own topics."""
     from broadcast.services.provisioning import write_broker_files
     from speakers.broker import EmbeddedBroker
-    from speakers.mosquitto import parse_mosquitto_acl
 
     with platform.db.transaction() as session:
         folder = write_broker_files(session, platform)
@@ -188,7 +187,7 @@ def _start_embedded_broker(platform: Platform) -> Any:
         platform.settings["MQTT_HOST"],
         platform.settings["MQTT_PORT"],
         password_file=folder / "passwd",
-        acl=parse_mosquitto_acl((folder / "acl").read_text()),
+        acl_file=folder / "acl",  # re-read when it changes: at each connect and subscribe, and by _AclWatcher
     )
     broker.start()
     return broker

@@ -20,7 +20,7 @@ from amqtt.session import Session
 from amqtt.utils import gen_client_id
 
 from speakers.acl import AclRules
-from speakers.broker_plugins import LIVE_RULES
+from speakers.broker_plugins import ACL_FILES, LIVE_RULES
 from speakers.errors import SpeakerError, unavailable
 from speakers.mosquitto import parse_mosquitto_acl
 
@@ -145,9 +145,12 @@ class EmbeddedBroker:
         self.host = host
         self.port = port
         self.password_file = Path(password_file) if password_file else None
-        if acl is None and acl_file is not None:
-            acl = parse_mosquitto_acl(Path(acl_file).read_text(encoding="utf-8"))
         self._acl_key = uuid.uuid4().hex
+        if acl is None and acl_file is not None:
+            acl_path = Path(acl_file)
+            seen = acl_path.stat().st_mtime_ns
+            acl = parse_mosquitto_acl(acl_path.read_text(encoding="utf-8"))
+            ACL_FILES[self._acl_key] = (acl_path, seen)  # re-read whenever it changes (see refresh_rules)
         self._has_acl = acl is not None
         # the server's accounts may use any client id; None = those with wildcard write rules in the ACL
         self.server_users = list(server_users or [])
@@ -278,6 +281,7 @@ class EmbeddedBroker:
         """Stop and forget the ACL rules (the object cannot be restarted after this)."""
         self.stop()
         LIVE_RULES.pop(self._acl_key, None)
+        ACL_FILES.pop(self._acl_key, None)
 
     def __enter__(self) -> EmbeddedBroker:
         self.start()

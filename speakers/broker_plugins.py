@@ -12,12 +12,30 @@ from amqtt.plugins.base import BaseAuthPlugin, BaseTopicPlugin
 from amqtt.session import Session
 
 from speakers import acl
-from speakers.mosquitto import read_password_file, verify_password
+from speakers.mosquitto import parse_mosquitto_acl, read_password_file, verify_password
 
 logger = logging.getLogger(__name__)
 
 # ACL rules of each running embedded broker, by key; None = no restriction.
 LIVE_RULES: dict[str, acl.AclRules | None] = {}
+# The ACL file behind a broker's rules, and the mtime last read: re-read when it changes, at every CONNECT and
+# SUBSCRIBE, so an account added a moment ago has its topics (and a will on them) when it first connects.
+ACL_FILES: dict[str, tuple[Path, int]] = {}
+
+
+def refresh_rules(key: str) -> None:
+    """Re-read a broker's ACL file into LIVE_RULES when it changed on disk (a cheap stat otherwise)."""
+    entry = ACL_FILES.get(key)
+    if entry is None:
+        return
+    path, seen = entry
+    try:
+        mtime = path.stat().st_mtime_ns
+        if mtime != seen:
+            LIVE_RULES[key] = parse_mosquitto_acl(path.read_text(encoding="utf-8"))
+            ACL_FILES[key] = (path, mtime)
+    except OSError:
+        logger.warning("embedded broker: cannot read %s", path)
 
 
 class PasswordFileAuth(BaseAuthPlugin):
@@ -76,6 +94,7 @@ class IdentityAuth(BaseAuthPlugin):
 
     async def authenticate(self, *, session: Session) -> bool | None:
         """Refuse a foreign client id or a will outside the account's topics."""
+        refresh_rules(self.config.rules_key)
         rules = LIVE_RULES.get(self.config.rules_key)
         user = session.username or "anonymous"
         servers = {u for u in self.config.server_users.split(",") if u} or acl.server_accounts(rules)
@@ -103,6 +122,8 @@ class AclRulesPlugin(BaseTopicPlugin):
         self, *, session: Session | None = None, topic: str | None = None, action: Action | None = None
     ) -> bool | None:
         """Allow or refuse one action on one topic."""
+        if action == Action.SUBSCRIBE:
+            refresh_rules(self.config.rules_key)
         rules = LIVE_RULES.get(self.config.rules_key)
         user = (session.username if session else None) or "anonymous"
         if topic is None:

@@ -121,6 +121,25 @@ def test_a_county_clerk_onboards_the_county(server: dict[str, Any], browser: Any
 
     page.goto(base + "/admin/map")
     assert page.locator("#speaker-map circle").count() == len(speaker_rows)
+    dot = f"#speaker-map circle[data-speaker='{speaker_rows[0][0]}']"
+    assert page.get_attribute(dot, "data-state") == "never_seen"
+
+    # the installer puts the downloaded configuration on the box and starts the agent: the map shows it online
+    (tmp / "box.json").write_text(json.dumps(config))
+    agent = Proc(
+        [exe("speaker-agent"), "run", "--config", str(tmp / "box.json"), "--sink", str(tmp / "sink")],
+        tmp / "agent.log",
+    )
+    try:
+
+        def online() -> bool:
+            page.goto(base + "/admin/map")
+            return page.get_attribute(dot, "data-state") == "online"
+
+        wait_for(online, 60, "the provisioned speaker to show online on the map")
+        page.screenshot(path=str(tmp / "map.png"))
+    finally:
+        agent.stop()
     page.click("button:text('退出')")
 
     _login(page, base, "clerk", password)
