@@ -1,4 +1,4 @@
-"""Operations commands: `broadcast db upgrade` and `broadcast db status`."""
+"""Operations commands: schema upgrade and status, backup and restore, audit verification, secrets."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from broadcast.settings import instance_path
+from broadcast.cli import _platform
 
 
 @click.group("db")
@@ -18,15 +18,11 @@ def db_group() -> None:
 def db_upgrade() -> None:
     """Bring the database schema up to this code's version (safe to run again; data is kept)."""
     from broadcast.db import schema_head
-    from broadcast.platform import Platform
 
-    platform = Platform.from_settings(instance_path())
-    try:
-        before = platform.db.revision()
-        platform.db.upgrade()
-        after = platform.db.revision()
-    finally:
-        platform.close()
+    platform = _platform()  # closed when the command ends
+    before = platform.db.revision()
+    platform.db.upgrade()
+    after = platform.db.revision()
     if before == after:
         click.echo(f"数据库结构已是最新 / schema already current: {after}")
     else:
@@ -38,13 +34,9 @@ def db_upgrade() -> None:
 def db_status() -> None:
     """Print the schema version of the database and of this code; exit 1 when they differ."""
     from broadcast.db import schema_head
-    from broadcast.platform import Platform
 
-    platform = Platform.from_settings(instance_path())
-    try:
-        current, head = platform.db.revision(), schema_head()
-    finally:
-        platform.close()
+    platform = _platform()  # closed when the command ends
+    current, head = platform.db.revision(), schema_head()
     click.echo(f"database {current or '(empty)'}, code {head}")
     if current != head:
         raise SystemExit(1)
@@ -55,13 +47,9 @@ def db_status() -> None:
 def backup_command(archive: Path) -> None:
     """Write a backup of this running instance (database, media, keys, settings) to ARCHIVE (.tar.gz)."""
     from broadcast.backup import backup
-    from broadcast.platform import Platform
 
-    platform = Platform.from_settings(instance_path())
-    try:
-        manifest = backup(platform, archive)
-    finally:
-        platform.close()
+    platform = _platform()  # closed when the command ends
+    manifest = backup(platform, archive)
     click.echo(f"备份完成 / backup written: {archive} (schema {manifest['schema']}, {archive.stat().st_size} bytes)")
 
 
@@ -70,13 +58,9 @@ def backup_command(archive: Path) -> None:
 def restore_command(archive: Path) -> None:
     """Restore ARCHIVE into this stopped instance; commands then resume above any sequence speakers have seen."""
     from broadcast.backup import restore
-    from broadcast.platform import Platform
 
-    platform = Platform.from_settings(instance_path())
-    try:
-        manifest = restore(platform, archive)
-    finally:
-        platform.close()
+    platform = _platform()  # closed when the command ends
+    manifest = restore(platform, archive)
     click.echo(f"恢复完成 / restored: {archive}; commands resume above sequence {manifest['sequence_base']}")
 
 
@@ -88,15 +72,11 @@ def audit_group() -> None:
 @audit_group.command("verify")
 def audit_verify() -> None:
     """Walk the audit chain; exit 1 naming the first entry edited, deleted or inserted behind the app's back."""
-    from broadcast.platform import Platform
     from broadcast.services import audit_chain
 
-    platform = Platform.from_settings(instance_path())
-    try:
-        with platform.db.transaction() as session:
-            verdict = audit_chain.verify(session, audit_chain.derive_key(platform.settings["SECRET_KEY"]))
-    finally:
-        platform.close()
+    platform = _platform()  # closed when the command ends
+    with platform.db.transaction() as session:
+        verdict = audit_chain.verify(session, audit_chain.derive_key(platform.settings["SECRET_KEY"]))
     legacy = (
         f"（另有 {verdict.legacy} 条链前记录 / plus {verdict.legacy} entries from before the chain）"
         if verdict.legacy
@@ -117,19 +97,15 @@ def audit_verify() -> None:
 )
 def users_set_password(name: str, password_file: Path | None) -> None:
     """Set NAME's password (asked twice without echo, or read from --password-file); their sessions end."""
-    from broadcast.platform import Platform
     from broadcast.services import user_admin
 
     if password_file is not None:
         password = password_file.read_text().strip()
     else:
         password = click.prompt("新密码 / new password", hide_input=True, confirmation_prompt=True)
-    platform = Platform.from_settings(instance_path())
-    try:
-        with platform.db.transaction() as session:
-            user_admin.set_password(session, None, name, password)
-    finally:
-        platform.close()
+    platform = _platform()  # closed when the command ends
+    with platform.db.transaction() as session:
+        user_admin.set_password(session, None, name, password)
     click.echo(f"密码已更改 / password changed: {name}")
 
 
@@ -137,18 +113,14 @@ def users_set_password(name: str, password_file: Path | None) -> None:
 @click.argument("user")
 def tokens_list(user: str) -> None:
     """List USER's API tokens: id, prefix, created, last used, revoked."""
-    from broadcast.platform import Platform
     from broadcast.services import user_admin
 
-    platform = Platform.from_settings(instance_path())
-    try:
-        with platform.db.transaction() as session:
-            rows = [
-                (t.id, t.prefix, t.created_at, t.last_used_at, "yes" if t.revoked else "no")
-                for t in user_admin.list_tokens(session, None, user)
-            ]
-    finally:
-        platform.close()
+    platform = _platform()  # closed when the command ends
+    with platform.db.transaction() as session:
+        rows = [
+            (t.id, t.prefix, t.created_at, t.last_used_at, "yes" if t.revoked else "no")
+            for t in user_admin.list_tokens(session, None, user)
+        ]
     click.echo("id\tprefix\tcreated\tlast_used\trevoked")
     for row in rows:
         click.echo("\t".join("-" if v is None else str(v) for v in row))
@@ -158,13 +130,9 @@ def tokens_list(user: str) -> None:
 @click.argument("token_id", type=int)
 def tokens_revoke(token_id: int) -> None:
     """Revoke the API token with this id (from `broadcast tokens list`); it stops working at once."""
-    from broadcast.platform import Platform
     from broadcast.services import user_admin
 
-    platform = Platform.from_settings(instance_path())
-    try:
-        with platform.db.transaction() as session:
-            user_admin.revoke_token(session, None, token_id)
-    finally:
-        platform.close()
+    platform = _platform()  # closed when the command ends
+    with platform.db.transaction() as session:
+        user_admin.revoke_token(session, None, token_id)
     click.echo(f"令牌已吊销 / token revoked: {token_id}")
