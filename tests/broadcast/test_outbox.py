@@ -21,21 +21,10 @@ from broadcast.services.receipts import ReceiptIn
 from broadcast.worker import republish, resend
 from speakers.schema import validate
 from tests.broadcast.conftest import HUANGSHA, auth, seed_county
-from tests.conftest import free_port, make_app
+from tests.conftest import free_port, make_app, wait_for
 
 SPEAKER = "spk-42122410420101-1"
 OTHER = "spk-42122410420101-2"
-
-
-def wait_until(check: Any, timeout: float, what: str) -> Any:
-    """Poll until check() is truthy (bounded)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 class Listener:
@@ -165,7 +154,7 @@ def test_unacknowledged_speakers_get_the_same_command_again_until_it_expires(sta
     app, token, web, worker, listener = (stack[k] for k in ("app", "tokens", "web", "worker", "listener"))
     clip = _clip(app, token["admin"])
     broadcast_id = _broadcast(app, token["admin"], clip["id"])
-    original = wait_until(lambda: listener.on(f"/region/{HUANGSHA}"), 10, "the region publish")[0]
+    original = wait_for(lambda: listener.on(f"/region/{HUANGSHA}"), "the region publish", 10)[0]
     with web.db.transaction() as session:
         rows = session.scalars(select(Delivery).where(Delivery.broadcast_id == broadcast_id)).all()
         assert {d.state for d in rows} == {"sent"}
@@ -185,7 +174,7 @@ def test_unacknowledged_speakers_get_the_same_command_again_until_it_expires(sta
     assert resend(worker, now=sent_at + 3.5) == 11
     queries = len(statements)
     assert queries <= 8, statements  # a few queries for a whole pass, not one per delivery
-    copies = wait_until(lambda: listener.on(f"/speaker/{OTHER}"), 10, "a re-send to a speaker topic")
+    copies = wait_for(lambda: listener.on(f"/speaker/{OTHER}"), "a re-send to a speaker topic", 10)
     assert copies[0] == original, "a re-send is the identical command: same id, same sequence, same body"
     assert listener.on(f"/speaker/{SPEAKER}") == []
     with web.db.transaction() as session:
@@ -235,7 +224,7 @@ def test_a_command_the_web_tier_never_published_goes_out_as_it_is(tmp_path: Path
         listener = Listener(broker.url, ["rp/cmd/region/#"])
         worker = Platform.from_settings(tmp_path / "i", dict(web.settings))
         republish(worker)
-        got = wait_until(lambda: len(listener.on(HUANGSHA)) >= 2 and listener.on(HUANGSHA), 10, "both publishes")
+        got = wait_for(lambda: len(listener.on(HUANGSHA)) >= 2 and listener.on(HUANGSHA), "both publishes", 10)
         with web.db.transaction() as session:
             rows = {c.broadcast_id: c for c in session.scalars(select(Command).where(Command.superseded_by.is_(None)))}
             assert rows[second].published_at is not None

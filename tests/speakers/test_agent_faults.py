@@ -18,6 +18,7 @@ from speakers.agent.audio import PcmCache
 from speakers.mediaserver import MediaServer
 from speakers.mosquitto_proc import free_port
 from speakers.protocol import Play, Target
+from tests.conftest import wait_for
 
 from .conftest import AgentRunner, Clip, ServerSide
 
@@ -33,14 +34,6 @@ def _frames(runner: AgentRunner, command_id: str) -> bytes:
     assert len(started) == 1
     with wave.open(str(runner.sink / started[0]["file"])) as wav:
         return wav.readframes(wav.getnframes())
-
-
-def _until(condition: Callable[[], bool], timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail("condition not met in time")
-        time.sleep(0.05)
 
 
 def test_fetch_failure_gives_up_only_when_the_start_window_has_passed(
@@ -71,7 +64,8 @@ def test_media_server_down_then_up_still_plays_on_time(
     play = _play(clips["tiny"], f"http://127.0.0.1:{port}/tiny.mp3", start_in=10, bid="b-late")
     cid = server.send(play, [Target.speaker(agent.id)])
     server.receipt(agent.id, "acknowledged", command_id=cid)
-    _until(lambda: bool(agent.call(lambda: clips["tiny"].sha256 in agent.agent.engine._backoff)))  # 1st failed
+    backing_off = lambda: agent.call(lambda: clips["tiny"].sha256 in agent.agent.engine._backoff)  # noqa: E731
+    wait_for(backing_off, "the first failed fetch", 20)
     media = MediaServer(root, port=port)
     media.start()
     try:

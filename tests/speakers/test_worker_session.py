@@ -17,6 +17,7 @@ from speakers.messages import Receipt
 from speakers.mosquitto import SpeakerAccess, write_mosquitto_files
 from speakers.server import ReceiptConsumer
 from speakers.transport import Transport, connect
+from tests.conftest import wait_for
 from tests.requires import need
 
 from .conftest import MQTT_URL, Collector, LinkProxy
@@ -41,15 +42,6 @@ def _publish_until(speaker: Transport, topic: str, got: Collector, n: int, timeo
         speaker.publish(topic, _receipt(n), qos=1)
         with contextlib.suppress(pytest.fail.Exception):
             got.wait(lambda r: r.command_id == f"c{n}", timeout=0.5)
-
-
-def _until(condition: object, timeout: float = 15.0) -> None:
-    """Bounded poll on an observable condition of another thread."""
-    deadline = time.monotonic() + timeout
-    while not condition():  # type: ignore[operator]
-        if time.monotonic() > deadline:
-            pytest.fail("condition not met in time")
-        time.sleep(0.02)
 
 
 @pytest.fixture(params=["embedded", "mosquitto"])
@@ -80,7 +72,7 @@ def test_receipts_sent_while_the_worker_restarts_are_delivered(accounts_broker: 
     for n in range(1, 21):
         speaker.publish(topic, _receipt(n), qos=1)  # while the worker is away
     worker = connect(broker_url, client_id=worker_id, username="worker", password="pw", clean_session=False)
-    _until(lambda: worker.early_count > 0)  # type: ignore[attr-defined]  (they came before any subscribe)
+    wait_for(lambda: worker.early_count > 0, "receipts before any subscribe")  # type: ignore[attr-defined]  (they came before any subscribe)
     got2 = Collector()
     consumer = _consumer(worker, topic_prefix, got2)
     got2.wait(lambda r: r.command_id.startswith("c") and r.command_id != "c0", count=20)
@@ -100,12 +92,12 @@ def test_a_worker_whose_session_is_lost_subscribes_again(accounts_broker: str) -
     try:
         _publish_until(speaker, topic, got, 0)  # the positive path
         link.down()
-        _until(lambda: not worker.connected)
+        wait_for(lambda: not worker.connected, "the worker to lose its link")
         # meanwhile the broker forgets the session (a clean-session login of the same account wipes it)
         wipe = connect(accounts_broker, client_id=worker_id, username="worker", password="pw", clean_session=True)
         wipe.close()
         link.up()
-        _until(lambda: worker.connected, timeout=40)
+        wait_for(lambda: worker.connected, "the worker to reconnect", 40)
         assert worker.session_lost == 1  # type: ignore[attr-defined]
         _publish_until(speaker, topic, got, 1)  # heard again: the worker subscribed anew
     finally:
