@@ -14,15 +14,16 @@ is measured). A fresh process (the restarted worker) then calls `scheduler.run_d
 schedule is left to top up, and prints the wall time, the runs it took, what it recorded (broadcasts,
 deliveries, runs) and its peak RSS (ru_maxrss) over its RSS before the first run.
 
-`speakers` starts the real server (`broadcast run`, whose worker calls run_due every RUN_EVERY_S = 15 s) with
+`speakers` starts the real server (`broadcast run`, whose worker calls run_due every RUN_EVERY_S = 1 s) with
 `speaker-agent simulate` speakers, as benchmarks/fanout_bench.py does, then saves `--occurrences` one-off
 schedules through the API, the first `--ahead-s` ahead and then one every `--spacing-s` seconds, each for the
-whole county. It prints the scheduler's lateness (when each occurrence's play command reached the broker,
-minus the occurrence second: negative is ahead) and each speaker's start error (its started receipt's time
-minus the occurrence second), p50/p99. `--county` runs the production shape instead: gunicorn with 4 web
-workers and two `broadcast worker` processes (one holds the lease, one stands by); `--kill-worker-after-s S`
-SIGKILLs the lease holder S seconds after the first occurrence (negative: before it), and the figures show
-whether any occurrence was lost or played twice.
+whole county. It prints the command lateness (when each occurrence's play command reached the broker, minus
+the occurrence second: negative is ahead), the scheduler's lateness against the moment the command had to be
+sent (the occurrence minus the start lead; 0 when in time), and each speaker's start error (its started
+receipt's time minus the occurrence second), p50/p99. `--county` runs the production shape instead: gunicorn
+with 4 web workers and two `broadcast worker` processes (one holds the lease, one stands by);
+`--kill-worker-after-s S` SIGKILLs the lease holder S seconds after the first occurrence (negative: before
+it), and the figures show whether any occurrence was lost or played twice.
 """
 
 from __future__ import annotations
@@ -372,11 +373,16 @@ def figures(server: Any, times: dict[str, float], receipts: list[Any], _receipt:
     # A started receipt repeated with the same time is the receipt sent again (a speaker answers a re-sent
     # command with its latest receipt); a second start time would be a second play.
     errors = [(min(ats) - occurrence[bid]) * 1000 for (_sid, bid), ats in started.items()]
+    # The scheduler is late when a play command reaches the broker after the moment it had to be sent for
+    # every speaker to start on the second: the occurrence minus the start lead.
+    late = [max(0.0, ms + server.args.lead_ms) for ms in lateness]
     return {
         "occurrences": len(times),
         "play_commands_seen": len(lateness),
         "command_lateness_ms_p50": round(pct(lateness, 50), 1) if lateness else None,
         "command_lateness_ms_p99": round(pct(lateness, 99), 1) if lateness else None,
+        "scheduler_lateness_ms_p50": round(pct(late, 50), 1) if late else None,
+        "scheduler_lateness_ms_p99": round(pct(late, 99), 1) if late else None,
         "starts": len(errors),
         "started_receipts": sum(1 for r in receipts if r.event == "started" and r.broadcast_id in occurrence),
         "second_plays": sum(len(ats) - 1 for ats in started.values()),

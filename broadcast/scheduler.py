@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Protocol
 
 from sqlalchemy import or_, select
@@ -31,12 +32,13 @@ if TYPE_CHECKING:
     from broadcast.platform import Platform
 
 logger = logging.getLogger(__name__)
-RUN_EVERY_S = 15  # how often the worker must call run_due
+RUN_EVERY_S = 1  # how often the worker calls run_due: a schedule saved seconds before it plays starts on time
 LOOKAHEAD_S = 24 * 3600.0
 REFILL_S = 3600.0  # a schedule is topped up once its window reaches less than LOOKAHEAD_S - REFILL_S ahead
 SEND_AHEAD_S = 600.0
 BUDGET_S = 5.0  # planning stops after this long in one run (the rest waits for the next), so sends stay prompt
 BATCH = 200  # schedules planned in one transaction (a few statements each)
+PLAN_THREADS = 2  # batches planned at once on PostgreSQL
 
 
 def send_due(platform: Platform, now: float) -> int:
@@ -98,19 +100,29 @@ def run_due(platform: Platform, now: float | None = None, *, lease: Lease | None
             .order_by(Schedule.materialized_until, Schedule.id)  # the shortest windows (new schedules) first
         ).all()
     send_due(platform, now)  # imminent plays first: topping up a county's windows may take a while
-    recorded = 0
     started = time.monotonic()
     planner = Planner()
     end = now + LOOKAHEAD_S
-    for first in range(0, len(ids), BATCH):
+
+    def plan(chunk: list[int]) -> int | None:
         if time.monotonic() - started > BUDGET_S:
-            logger.info("scheduler budget spent; %d schedule(s) wait for the next run", len(ids) - first)
-            break
-        chunk = list(ids[first : first + BATCH])
+            return None  # left for the next run
         try:
-            recorded += platform.db.run(lambda s, c=chunk: plan_batch(s, platform, planner, c, now, end, REFILL_S))
+            return platform.db.run(lambda s: plan_batch(s, platform, planner, chunk, now, end, REFILL_S))
         except Exception:
             logger.exception("schedules %s..%s could not be planned", chunk[0], chunk[-1])
+            return 0
+
+    chunks = [list(ids[first : first + BATCH]) for first in range(0, len(ids), BATCH)]
+    # On PostgreSQL two batches are planned at once, each in its own transaction: one's Python work overlaps
+    # the other's wait for the server. SQLite has one writer, so there it is one batch at a time.
+    threads = PLAN_THREADS if platform.db.engine.dialect.name == "postgresql" else 1
+    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="plan") as pool:
+        done = list(pool.map(plan, chunks))
+    recorded = sum(n for n in done if n)
+    left = sum(len(chunk) for chunk, n in zip(chunks, done, strict=True) if n is None)
+    if left:
+        logger.info("scheduler budget spent; %d schedule(s) wait for the next run", left)
     send_due(platform, now)
     if recorded:
         logger.info("scheduler recorded %d occurrence(s) of %d schedule(s)", recorded, len(ids))

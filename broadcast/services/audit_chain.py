@@ -13,6 +13,7 @@ import hmac
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy import event, select, update
@@ -24,6 +25,7 @@ KEY_INFO = "audit_key"  # where a session carries the chain key (Session.info)
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 GENESIS = "0" * 64
 ORDER = "_audit_order"  # a transient attribute: the order entries were recorded in this process
+ENTRY_FIELDS = ("chain_seq", "at", "actor", "action", "object_type", "object_id", "region_codes", "address", "detail")
 
 
 def derive_key(secret_key: str) -> bytes:
@@ -36,7 +38,7 @@ def _micros(at: datetime) -> int:
     return (aware - EPOCH) // timedelta(microseconds=1)
 
 
-def entry_digest(key: bytes, prev_hash: str, entry: AuditEvent) -> str:
+def entry_digest(key: bytes, prev_hash: str, entry: AuditEvent | SimpleNamespace) -> str:
     """HMAC-SHA256 over the previous hash and every field of the entry, in a canonical JSON form."""
     fields: dict[str, Any] = {
         "seq": entry.chain_seq,
@@ -73,6 +75,29 @@ def _seal(session: Session, _context: object, _instances: object) -> None:
         entry.prev_hash = head.last_hash
         entry.entry_hash = entry_digest(key, head.last_hash, entry)
         head.seq, head.last_hash = entry.chain_seq, entry.entry_hash
+
+
+def seal_rows(session: Session, rows: list[dict[str, Any]]) -> None:
+    """Number and hash audit rows about to be bulk-inserted (keys as AuditEvent's columns), moving the head.
+
+    The session is flushed first, so entries it holds are sealed before these; the head's lock is then held
+    until the transaction commits, as `_seal` holds it.
+    """
+    if not rows:
+        return
+    session.flush()
+    key = session.info.get(KEY_INFO, b"")
+    session.execute(update(AuditChainHead).where(AuditChainHead.id == 1).values(seq=AuditChainHead.seq))
+    seq, last = session.execute(
+        select(AuditChainHead.seq, AuditChainHead.last_hash).where(AuditChainHead.id == 1)
+    ).one()
+    for row in rows:
+        seq += 1
+        row.setdefault("at", datetime.now(UTC))
+        row |= {"chain_seq": seq, "prev_hash": last}
+        view = SimpleNamespace(**{name: row.get(name) for name in ENTRY_FIELDS})
+        last = row["entry_hash"] = entry_digest(key, last, view)
+    session.execute(update(AuditChainHead).where(AuditChainHead.id == 1).values(seq=seq, last_hash=last))
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -23,8 +24,8 @@ from sqlalchemy import JSON, func, insert, select, text, update
 from sqlalchemy.orm import Session
 
 from broadcast.errors import BroadcastError
-from broadcast.models import Broadcast, Clip, Delivery, Playlist, Schedule, ScheduleRun, User
-from broadcast.services import audit, broadcasts, clips
+from broadcast.models import AuditEvent, Broadcast, Clip, Delivery, Playlist, Schedule, ScheduleRun, User
+from broadcast.services import audit_chain, broadcasts, clips
 from broadcast.services.regions import Resolution
 from broadcast.services.schedule_targets import TargetIndex
 from broadcast.services.schedules import recurrence_of
@@ -49,13 +50,15 @@ class Planner:
     resolutions: dict[tuple[int, tuple[str, ...]], Resolution | None] = field(default_factory=dict)
     clip_facts: dict[tuple[int, int], _ClipFacts | None] = field(default_factory=dict)
     index: TargetIndex | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
     def resolution(self, session: Session, owner: User, targets: list[str]) -> Resolution | None:
         """The owner's resolution of these targets (None: refused, the slow path words why)."""
         key = (owner.id, tuple(targets))
         if key not in self.resolutions:
-            if self.index is None:
-                self.index = TargetIndex(session)
+            with self.lock:  # batches may be planned on two threads; the index is loaded once
+                if self.index is None:
+                    self.index = TargetIndex(session)
             self.resolutions[key] = self.index.resolve(list(targets), owner)
         return self.resolutions[key]
 
@@ -240,7 +243,9 @@ def _filled(table: Any, rows: list[dict[str, Any]]) -> tuple[list[str], list[dic
     return [*given, *extra], [row | extra for row in rows]
 
 
-def _insert_many(session: Session, model: type[Broadcast | Delivery | ScheduleRun], rows: list[dict[str, Any]]) -> None:
+def _insert_many(
+    session: Session, model: type[AuditEvent | Broadcast | Delivery | ScheduleRun], rows: list[dict[str, Any]]
+) -> None:
     """Insert many rows (all with the same keys) in one statement: COPY on PostgreSQL, executemany on SQLite.
 
     Through psycopg an executemany is one statement per row, and SQLAlchemy's pages of 1,000 rows per INSERT
@@ -276,6 +281,7 @@ def _new_ids(session: Session, n: int) -> list[int]:
 
 def _write(session: Session, batch: _Batch) -> int:
     """The batch's broadcasts, deliveries, audit events and runs, in a few statements."""
+    entries: list[dict[str, Any]] = []
     if batch.broadcasts:
         ids = _new_ids(session, len(batch.broadcasts))
         rows = [{"id": i} | row for i, row in zip(ids, batch.broadcasts, strict=True)]
@@ -290,20 +296,26 @@ def _write(session: Session, batch: _Batch) -> int:
         for bid, facts, run in zip(ids, batch.audit, batch.runs_made, strict=True):
             run["broadcast_id"] = bid
             detail = {k: v for k, v in facts.items() if k not in ("actor", "regions")}
-            audit.record(
-                session,
-                facts["actor"],
-                "broadcast.create",
-                object_type="broadcast",
-                object_id=bid,
-                regions=facts["regions"],
-                **detail,
-                source="schedule",
+            entries.append(
+                {
+                    "actor": facts["actor"],
+                    "action": "broadcast.create",
+                    "object_type": "broadcast",
+                    "object_id": str(bid),
+                    "region_codes": facts["regions"],
+                    "address": None,
+                    "detail": detail | {"source": "schedule"},
+                    "at": stamp,
+                }
             )
     keys = ("schedule_id", "occurrence_at", "occurrence_index", "version", "clip_id", "state", "broadcast_id", "reason")
     rows = [{k: run.get(k) for k in keys} for run in batch.runs_made + batch.runs]
     if rows:
         _insert_many(session, ScheduleRun, rows)
+    if entries:
+        # Last: sealing takes the audit chain's lock, held until commit, which other writers wait for.
+        audit_chain.seal_rows(session, entries)  # the same entries audit.record writes, sealed in one go
+        _insert_many(session, AuditEvent, entries)
     session.flush()
     return len(rows)
 

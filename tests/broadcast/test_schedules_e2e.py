@@ -1,4 +1,5 @@
-"""A speaker offline while its schedule is edited never plays the old version once it is back (real processes)."""
+"""Schedules on real processes: saved seconds before it plays, it starts on the second; an edit made while a
+speaker is offline wins when it is back."""
 
 from __future__ import annotations
 
@@ -44,23 +45,45 @@ def _planned(deployment: Deployment, schedule_id: int) -> list[int]:
         return [b for b in session.scalars(query) if b is not None]
 
 
+def _save(deployment: Deployment, at: float) -> dict:
+    """A one-off schedule of a new 普法 clip for the village at `at`, saved through the API."""
+    clip = http("POST", deployment.base + "/api/v1/clips", deployment.token, {"text": "普法讲堂。"})[1]
+    body = {"clip_id": clip["id"], "targets": [VILLAGE], "dtstart": _local(at)}
+    status, created = http("POST", deployment.base + "/api/v1/schedules", deployment.token, body)
+    assert status == 201, created
+    return created
+
+
+def test_a_schedule_saved_seconds_before_its_time_starts_on_the_second(tmp_path: Path) -> None:
+    """The worker alone plans it (nothing here calls run_due): it polls every RUN_EVERY_S, not every 15 s."""
+    deployment = prepare(tmp_path, [SPEAKER])
+    try:
+        deployment.start_server()
+        deployment.start_agent(SPEAKER, "agent1")
+        deployment.wait_online(SPEAKER)
+        at = float(int(time.time()) + 6)
+        created = _save(deployment, at)
+        assert time.time() < at - 3, "saved too late for this test to mean much"
+        sink = deployment.sink(SPEAKER)
+        started = wait_for(
+            lambda: [e for e in timeline(sink) if e["event"] == "started"], 60, "the occurrence to start"
+        )
+        assert started[0]["broadcast_id"] in {str(b) for b in _planned(deployment, created["id"])}
+        assert abs(started[0]["at"] - at) < 0.5, f"started {started[0]['at'] - at:+.3f} s from its second"
+    finally:
+        deployment.stop()
+
+
 def test_an_edit_made_while_a_speaker_is_offline_wins_when_it_is_back(tmp_path: Path) -> None:
     deployment = prepare(tmp_path, [SPEAKER], SCHEDULE_PUSH_S="1", SCHEDULE_MIN_LEAD_S="3")
     try:
         deployment.start_server()
         agent = deployment.start_agent(SPEAKER, "agent1")
         deployment.wait_online(SPEAKER)
-        clip = http("POST", deployment.base + "/api/v1/clips", deployment.token, {"text": "普法讲堂。"})[1]
         first_at = time.time() + 60
-        status, created = http(
-            "POST",
-            deployment.base + "/api/v1/schedules",
-            deployment.token,
-            {"clip_id": clip["id"], "targets": [VILLAGE], "dtstart": _local(first_at)},
-        )
-        assert status == 201, created
+        created = _save(deployment, first_at)
         planned_at = time.time()
-        scheduler.run_due(deployment.platform)  # the worker runs it too, every 15 s: whichever comes first
+        scheduler.run_due(deployment.platform)  # the worker runs it too, every second: whichever comes first
         (old,) = wait_for(lambda: _planned(deployment, created["id"]), 30, "the first occurrence planned")
         wait_for(lambda: _synced_since(deployment, planned_at), 30, "the snapshot with the first plan")
         agent.stop()
