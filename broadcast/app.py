@@ -44,6 +44,7 @@ def create_app(test_config: dict[str, Any] | None = None, *, platform: Platform 
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops)  # type: ignore[method-assign]
     app.json.ensure_ascii = False  # type: ignore[attr-defined]
 
+    from broadcast import i18n
     from broadcast.web import errors, health, limits, media_route, security
 
     security.init_app(app)
@@ -51,6 +52,7 @@ def create_app(test_config: dict[str, Any] | None = None, *, platform: Platform 
     errors.init_app(app)
     media_route.init_app(app)
     health.init_app(app)
+    i18n.init_app(app)  # console language: the user's setting, else LANGUAGE
 
     from broadcast.web.api import api
 

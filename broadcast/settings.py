@@ -113,7 +113,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("API_READ_RATE_LIMIT", "600/minute", "API reads (GET) per token or console user."),
     Setting("RATE_LIMIT_STORAGE", "", "Where rate-limit counters live (e.g. redis://host:6379); empty: each process."),
     Setting("SESSION_HOURS", 12, "Console session lifetime in hours.", int),
-    Setting("LANGUAGE", "zh", "Default language of messages (zh or en)."),
+    Setting("LANGUAGE", "zh", "Console language of users who chose none, and of API messages by default (zh or en)."),
     Setting(
         "SESSION_COOKIE_SECURE",
         "auto",

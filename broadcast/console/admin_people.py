@@ -5,23 +5,33 @@ from __future__ import annotations
 import logging
 
 from flask import g, redirect, render_template, request, url_for
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from flask_login import login_user
 from werkzeug.wrappers import Response as BaseResponse
 
 from broadcast.console.views import console
 from broadcast.errors import BroadcastError
+from broadcast.i18n import message_of, texts
 from broadcast.models import ROLES
 from broadcast.services import regions, user_admin
 from broadcast.web.context import db
 from broadcast.web.security import login_required
 
 logger = logging.getLogger(__name__)
+ROLE_LABELS = {
+    "admin": _l("管理员"),
+    "operator": _l("操作员"),
+    "village_head": _l("村负责人"),
+    "viewer": _l("只读"),
+    "warning_source": _l("预警信息源"),
+}  # user_admin.ROLE_ZH, translatable here
 
 
 def _region_choices() -> list[tuple[str, str]]:
     """Regions a user may be bound to (counties, townships and villages the actor sees)."""
     shown = regions.visible_regions(db(), g.user)
-    return [(r.code, f"{r.name}（{r.code}）") for r in shown if r.level != "grid"]
+    return [(r.code, f"{r.name} ({r.code})") for r in shown if r.level != "grid"]
 
 
 @console.route("/admin/users", methods=["GET", "POST"])
@@ -44,7 +54,7 @@ def admin_users() -> str:
             shown_once = (user.username, password)
         except BroadcastError as exc:
             s.rollback()
-            error = exc.zh
+            error = message_of(exc)
     users = user_admin.list_users(s, g.user)
     failures = {u.username: user_admin.failed_logins(s, u.username) for u in users}
     return render_template(
@@ -52,7 +62,7 @@ def admin_users() -> str:
         users=users,
         failures=failures,
         roles=ROLES,
-        role_labels=user_admin.ROLE_ZH,
+        role_labels=texts(ROLE_LABELS),
         region_choices=_region_choices(),
         shown_once=shown_once,
         error=error,
@@ -79,15 +89,15 @@ def admin_user(username: str) -> str:
             elif action == "unlock":
                 user_admin.unlock(s, g.user, username)
             elif action == "reset":
-                shown_once = ("密码", user_admin.reset_password(s, g.user, username))
+                shown_once = (_("新的密码（只显示这一次）："), user_admin.reset_password(s, g.user, username))
             elif action == "token":
-                shown_once = ("API 令牌", user_admin.create_token(s, g.user, username))
+                shown_once = (_("新的 API 令牌（只显示这一次）："), user_admin.create_token(s, g.user, username))
             elif action == "revoke":
                 user_admin.revoke_token(s, g.user, int(request.form.get("token_id", "0") or 0))
             s.commit()
         except (BroadcastError, ValueError) as exc:
             s.rollback()
-            error = exc.zh if isinstance(exc, BroadcastError) else "参数无效。"
+            error = message_of(exc) if isinstance(exc, BroadcastError) else _("参数无效。")
         user = user_admin.find(s, g.user, username)
     return render_template(
         "admin_user.html",
@@ -95,7 +105,7 @@ def admin_user(username: str) -> str:
         tokens=user_admin.list_tokens(s, g.user, username),
         failures=user_admin.failed_logins(s, username),
         roles=ROLES,
-        role_labels=user_admin.ROLE_ZH,
+        role_labels=texts(ROLE_LABELS),
         region_choices=_region_choices(),
         shown_once=shown_once,
         error=error,
@@ -118,5 +128,5 @@ def own_password() -> str | BaseResponse:
             return redirect(url_for("console.own_password", done=1))
         except BroadcastError as exc:
             s.rollback()
-            error = exc.zh
+            error = message_of(exc)
     return render_template("admin_password.html", error=error, done=request.args.get("done") == "1")

@@ -10,11 +10,13 @@ import time
 from typing import Any
 
 from flask import Response, abort, g, redirect, render_template, request, url_for
+from flask_babel import lazy_gettext as _l
 from sqlalchemy import select
 from werkzeug.wrappers import Response as BaseResponse
 
 from broadcast.console.views import LEVEL_LABELS, console
 from broadcast.errors import BroadcastError, forbidden
+from broadcast.i18n import message_of, texts
 from broadcast.models import Region, Speaker
 from broadcast.services import imports, region_admin, regions, speaker_admin
 from broadcast.web.admin_api import DEVICE_STATE_ROOT, speaker_admin_json
@@ -24,11 +26,11 @@ from broadcast.web.security import login_required
 logger = logging.getLogger(__name__)
 
 SPEAKER_STATE_LABELS = {
-    "online": "在线",
-    "offline": "离线",
-    "never_seen": "从未上线",
-    "disabled": "已停用",
-    "retired": "已退役",
+    "online": _l("在线"),
+    "offline": _l("离线"),
+    "never_seen": _l("从未上线"),
+    "disabled": _l("已停用"),
+    "retired": _l("已退役"),
 }
 STATE_COLOURS = {"online": "#2e7d32", "offline": "#b71c1c", "never_seen": "#9e9e9e", "disabled": "#ef6c00"}
 MAP_W, MAP_H, MAP_PAD = 900, 620, 30
@@ -77,7 +79,7 @@ def admin_regions() -> str | BaseResponse:
             return redirect(url_for("console.admin_regions", code=code))
         except BroadcastError as exc:
             session.rollback()
-            error = exc.zh
+            error = message_of(exc)
         tree = regions.load_tree(session)
     current = tree.get(code or "")
     if current is not None and not regions.within(tree, current.code, scope) and scope is not None:
@@ -114,7 +116,7 @@ def admin_speakers() -> str | BaseResponse:
             return redirect(url_for("console.admin_speaker", speaker_id=speaker.id))
         except BroadcastError as exc:
             session.rollback()
-            error = exc.zh
+            error = message_of(exc)
     try:
         page_no = max(int(request.args.get("page", "1")), 1)
     except ValueError:
@@ -128,7 +130,7 @@ def admin_speakers() -> str | BaseResponse:
         pages=max(math.ceil(found.total / found.per_page), 1),
         region=region or "",
         state=state or "",
-        states=SPEAKER_STATE_LABELS,
+        states=texts(SPEAKER_STATE_LABELS),
         row_states={s.id: speaker_admin.state_of(s) for s in found.items},
         error=error,
     )
@@ -169,12 +171,12 @@ def admin_speaker(speaker_id: str) -> str | BaseResponse:
             return redirect(url_for("console.admin_speaker", speaker_id=speaker_id))
         except BroadcastError as exc:
             session.rollback()
-            error = exc.zh
+            error = message_of(exc)
     speaker = speaker_admin.get(session, g.user, speaker_id)
     tree = regions.load_tree(session)
     path = " / ".join(tree[c].name for c in reversed(regions.ancestors(tree, speaker.grid_code)))
     return render_template(
-        "admin_speaker.html", s=speaker_admin_json(speaker), path=path, states=SPEAKER_STATE_LABELS, error=error
+        "admin_speaker.html", s=speaker_admin_json(speaker), path=path, states=texts(SPEAKER_STATE_LABELS), error=error
     )
 
 
@@ -228,7 +230,7 @@ def admin_import() -> str:
                     (_upload_dir() / f"{g.user.id}-{token}.bin").write_bytes(data)
         except BroadcastError as exc:
             session.rollback()
-            error = exc.zh
+            error = message_of(exc)
     return render_template(
         "admin_import.html", kind=kind, report=report, token=token, error=error, columns=imports.COLUMNS
     )
@@ -290,7 +292,7 @@ def admin_map() -> str:
         width=MAP_W,
         height=MAP_H,
         colours=STATE_COLOURS,
-        states=SPEAKER_STATE_LABELS,
+        states=texts(SPEAKER_STATE_LABELS),
         unplaced=unplaced,
-        levels=LEVEL_LABELS,
+        levels=texts(LEVEL_LABELS),
     )

@@ -6,41 +6,43 @@ import logging
 from typing import Any
 
 from flask import g, redirect, render_template, request, url_for
+from flask_babel import lazy_gettext as _l
 from werkzeug.wrappers import Response as BaseResponse
 
 from broadcast.console.views import _tree_for, console
 from broadcast.errors import BroadcastError
+from broadcast.i18n import message_of, texts
 from broadcast.services import alert_inputs, alert_view, regions
 from broadcast.web.context import db, platform
 from broadcast.web.security import login_required
 
 logger = logging.getLogger(__name__)
 ALERT_STATE_LABELS = {
-    "active": "播发中",
-    "held": "待确认",
-    "logged": "仅记录",
-    "superseded": "已被更新",
-    "cancelled": "已撤销",
-    "done": "已结束",
+    "active": _l("播发中"),
+    "held": _l("待确认"),
+    "logged": _l("仅记录"),
+    "superseded": _l("已被更新"),
+    "cancelled": _l("已撤销"),
+    "done": _l("已结束"),
 }
 ACTION_LABELS = {
-    "received": "收到",
-    "broadcast": "播发",
-    "held": "等待确认",
-    "ignored": "忽略（仅记录）",
-    "duplicate": "重复消息",
-    "updated": "更新",
-    "cancelled": "撤销",
+    "received": _l("收到"),
+    "broadcast": _l("播发"),
+    "held": _l("等待确认"),
+    "ignored": _l("忽略（仅记录）"),
+    "duplicate": _l("重复消息"),
+    "updated": _l("更新"),
+    "cancelled": _l("撤销"),
 }
-ALERT_LEVEL_LABELS = {"red": "红色", "orange": "橙色", "yellow": "黄色", "blue": "蓝色"}
+ALERT_LEVEL_LABELS = {"red": _l("红色"), "orange": _l("橙色"), "yellow": _l("黄色"), "blue": _l("蓝色")}
 ACTING_ROLES = alert_inputs.CONFIRM_ROLES
 
 
 def _labels() -> dict[str, Any]:
     return {
-        "alert_state_labels": ALERT_STATE_LABELS,
-        "action_labels": ACTION_LABELS,
-        "alert_level_labels": ALERT_LEVEL_LABELS,
+        "alert_state_labels": texts(ALERT_STATE_LABELS),
+        "action_labels": texts(ACTION_LABELS),
+        "alert_level_labels": texts(ALERT_LEVEL_LABELS),
         "may_act": g.user.role in ACTING_ROLES,
         "confirm_words": alert_inputs.CONFIRM_WORDS,
     }
@@ -96,7 +98,7 @@ def alert_action(alert_id: int, action: str) -> BaseResponse:
         session.rollback()
         if exc.kind in ("not_found", "forbidden"):
             raise
-        return redirect(url_for("console.alert_page", alert_id=alert_id, error=exc.zh))
+        return redirect(url_for("console.alert_page", alert_id=alert_id, error=message_of(exc)))
     return redirect(url_for("console.alert_page", alert_id=alert_id))
 
 
@@ -119,5 +121,5 @@ def alert_manual() -> Any:
         session.rollback()
         if exc.kind == "forbidden":
             raise
-        return _list_page(error=exc.zh, values=values, status=400)
+        return _list_page(error=message_of(exc), values=values, status=400)
     return redirect(url_for("console.alert_page", alert_id=outcome.alert_id))

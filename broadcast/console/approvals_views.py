@@ -7,58 +7,66 @@ from datetime import UTC, datetime
 from typing import Any
 
 from flask import Response, g, redirect, render_template, request, url_for
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from werkzeug.wrappers import Response as BaseResponse
 
 from broadcast.console.views import console
 from broadcast.errors import BroadcastError
+from broadcast.i18n import message_of, texts
 from broadcast.models import Broadcast, Clip, Schedule
 from broadcast.services import approvals, audit_chain, audit_view, regions
 from broadcast.web.context import client_address, db, platform
 from broadcast.web.security import login_required
 
 logger = logging.getLogger(__name__)
-APPROVAL_STATE_LABELS = {"pending": "待审批", "approved": "已批准", "rejected": "已驳回", "withdrawn": "已撤回"}
-KIND_LABELS = {"broadcast": "广播", "schedule": "定时计划"}
+APPROVAL_STATE_LABELS = {
+    "pending": _l("待审批"),
+    "approved": _l("已批准"),
+    "rejected": _l("已驳回"),
+    "withdrawn": _l("已撤回"),
+}
+KIND_LABELS = {"broadcast": _l("广播"), "schedule": _l("定时计划")}
 ACTION_LABELS = {
-    "approval.submit": "提交审批",
-    "approval.approve": "批准",
-    "approval.reject": "驳回",
-    "broadcast.create": "发布广播",
-    "broadcast.stop": "停止广播",
-    "schedule.create": "新建定时计划",
-    "schedule.edit": "修改定时计划",
-    "schedule.pause": "暂停定时计划",
-    "schedule.resume": "恢复定时计划",
-    "schedule.delete": "删除定时计划",
-    "schedule.cancel_occurrence": "取消一次定时播放",
-    "clip.create": "制作音频",
-    "clip.edit": "修改音频",
-    "playlist.create": "新建节目单",
-    "login": "登录",
-    "logout": "退出登录",
-    "login.failed": "登录失败",
-    "login.locked": "登录被锁定",
-    "user.create": "新建用户",
-    "user.role": "修改角色或区域",
-    "user.disable": "停用用户",
-    "user.enable": "启用用户",
-    "user.password": "修改密码",
-    "user.reset_password": "重置密码",
-    "user.unlock": "解除锁定",
-    "token.create": "创建令牌",
-    "token.revoke": "吊销令牌",
-    "region.create": "新增区域",
-    "region.update": "修改区域",
-    "region.retire": "撤销区域",
-    "speaker.create": "新增终端",
-    "speaker.update": "修改终端",
-    "speaker.move": "终端换网格",
-    "speaker.provision": "终端配置",
-    "speaker.replace": "更换终端设备",
-    "speaker.retire": "终端退役",
-    "speaker.rejected_command": "终端拒绝指令",
-    "key.rotate": "更换签名密钥",
-    "instance.init": "系统初始化",
+    "approval.submit": _l("提交审批"),
+    "approval.approve": _l("批准"),
+    "approval.reject": _l("驳回"),
+    "broadcast.create": _l("发布广播"),
+    "broadcast.stop": _l("停止广播"),
+    "schedule.create": _l("新建定时计划"),
+    "schedule.edit": _l("修改定时计划"),
+    "schedule.pause": _l("暂停定时计划"),
+    "schedule.resume": _l("恢复定时计划"),
+    "schedule.delete": _l("删除定时计划"),
+    "schedule.cancel_occurrence": _l("取消一次定时播放"),
+    "clip.create": _l("制作音频"),
+    "clip.edit": _l("修改音频"),
+    "playlist.create": _l("新建节目单"),
+    "login": _l("登录"),
+    "logout": _l("退出登录"),
+    "login.failed": _l("登录失败"),
+    "login.locked": _l("登录被锁定"),
+    "user.create": _l("新建用户"),
+    "user.role": _l("修改角色或区域"),
+    "user.disable": _l("停用用户"),
+    "user.enable": _l("启用用户"),
+    "user.password": _l("修改密码"),
+    "user.reset_password": _l("重置密码"),
+    "user.unlock": _l("解除锁定"),
+    "token.create": _l("创建令牌"),
+    "token.revoke": _l("吊销令牌"),
+    "region.create": _l("新增区域"),
+    "region.update": _l("修改区域"),
+    "region.retire": _l("撤销区域"),
+    "speaker.create": _l("新增终端"),
+    "speaker.update": _l("修改终端"),
+    "speaker.move": _l("终端换网格"),
+    "speaker.provision": _l("终端配置"),
+    "speaker.replace": _l("更换终端设备"),
+    "speaker.retire": _l("终端退役"),
+    "speaker.rejected_command": _l("终端拒绝指令"),
+    "key.rotate": _l("更换签名密钥"),
+    "instance.init": _l("系统初始化"),
 }
 PER_PAGE = 50
 
@@ -107,8 +115,8 @@ def _approvals_page(error: str | None = None, status: int = 200) -> tuple[str, i
         decided=done,
         error=error or request.args.get("error"),
         notice=request.args.get("notice"),
-        state_labels=APPROVAL_STATE_LABELS,
-        kind_labels=KIND_LABELS,
+        state_labels=texts(APPROVAL_STATE_LABELS),
+        kind_labels=texts(KIND_LABELS),
     )
     return page, status
 
@@ -129,15 +137,15 @@ def approval_action(approval_id: int, action: str) -> BaseResponse | tuple[str, 
     try:
         if action == "approve":
             approvals.approve(session, platform(), g.user, approval_id, comment, address=client_address())
-            notice = "已批准，广播已下发。"
+            notice = _("已批准，广播已下发。")
         elif action == "reject":
             approvals.reject(session, g.user, approval_id, comment, address=client_address())
-            notice = "已驳回。"
+            notice = _("已驳回。")
         else:
             raise BroadcastError("not_found", "没有这个操作。", "No such action.", kind="not_found")
     except BroadcastError as exc:
         session.rollback()
-        return _approvals_page(error=exc.zh, status=404 if exc.kind == "not_found" else 422)
+        return _approvals_page(error=message_of(exc), status=404 if exc.kind == "not_found" else 422)
     return redirect(url_for("console.approvals_page", notice=notice))
 
 
@@ -157,7 +165,7 @@ def audit_page() -> tuple[str, int]:
     try:
         filters = _audit_filters()
     except BroadcastError as exc:
-        filters, error, status = audit_view.Filters(), exc.zh, 422
+        filters, error, status = audit_view.Filters(), message_of(exc), 422
     page_no = request.args.get("page", "1")
     found = audit_view.search(session, g.user, filters, int(page_no) if page_no.isdigit() else 1, PER_PAGE)
     page = render_template(
@@ -166,7 +174,7 @@ def audit_page() -> tuple[str, int]:
         found=found,
         events=[audit_view.describe(e) for e in found.items],
         actions=audit_view.actions(session),
-        action_labels=ACTION_LABELS,
+        action_labels=texts(ACTION_LABELS),
         region_choices=regions.visible_regions(session, g.user),
         args={k: request.args.get(k, "") for k in ("person", "region", "action", "since", "until")},
         error=error,

@@ -7,10 +7,13 @@ from datetime import date, datetime
 from typing import Any
 
 from flask import g, redirect, render_template, request, url_for
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from werkzeug.wrappers import Response as BaseResponse
 
 from broadcast.console.views import console
 from broadcast.errors import BroadcastError, forbidden
+from broadcast.i18n import message_of, texts
 from broadcast.services import library, regions, schedule_calendar, schedule_changes, schedules
 from broadcast.web.context import client_address, db, platform
 from broadcast.web.schedules_api import schedule_limits
@@ -20,25 +23,25 @@ from schedules.forms import KINDS
 
 logger = logging.getLogger(__name__)
 KIND_LABELS = {
-    "once": "只播一次",
-    "daily": "每天",
-    "workdays": "工作日（周一至周五）",
-    "weekly": "每周（选星期）",
-    "monthly_day": "每月某日",
-    "monthly_weekday": "每月第几个星期几",
+    "once": _l("只播一次"),
+    "daily": _l("每天"),
+    "workdays": _l("工作日（周一至周五）"),
+    "weekly": _l("每周（选星期）"),
+    "monthly_day": _l("每月某日"),
+    "monthly_weekday": _l("每月第几个星期几"),
 }
 KEEP = "keep"  # editing: leave a rule the form cannot show as it is
-WEEKDAY_LABELS = ["一", "二", "三", "四", "五", "六", "日"]
+WEEKDAY_LABELS = [_l("周一"), _l("周二"), _l("周三"), _l("周四"), _l("周五"), _l("周六"), _l("周日")]
 RUN_LABELS = {
-    "planned": "待播",
-    "paused": "已暂停",
-    "scheduled": "已下发终端计划",
-    "sent": "已下发",
-    "missed": "错过（未播）",
-    "cancelled": "已取消",
-    "refused": "被拒绝",
+    "planned": _l("待播"),
+    "paused": _l("已暂停"),
+    "scheduled": _l("已下发终端计划"),
+    "sent": _l("已下发"),
+    "missed": _l("错过（未播）"),
+    "cancelled": _l("已取消"),
+    "refused": _l("被拒绝"),
 }
-STATE_LABELS = {"active": "运行中", "paused": "已暂停", "ended": "已结束", "deleted": "已删除"}
+STATE_LABELS = {"active": _l("运行中"), "paused": _l("已暂停"), "ended": _l("已结束"), "deleted": _l("已删除")}
 
 
 def _int(value: str | None, default: int | None = None) -> int | None:
@@ -108,9 +111,9 @@ def schedule_values(shown: dict[str, Any]) -> dict[str, Any]:
 
 def _form_page(values: dict[str, Any], **extra: Any) -> str:
     session = db()
-    kinds = [(k, KIND_LABELS[k]) for k in KINDS]
+    kinds = [(k, str(KIND_LABELS[k])) for k in KINDS]
     if values.get("kind") == KEEP:
-        kinds.insert(0, (KEEP, f"保持现有规则（{extra.get('summary', '')}）"))
+        kinds.insert(0, (KEEP, _("保持现有规则（%(rule)s）", rule=extra.get("summary", ""))))
     return render_template(
         "schedule_form.html",
         values=values,
@@ -140,7 +143,7 @@ def schedule_new() -> str | BaseResponse:
         item, _ = schedules.create(session, g.user, platform().rules, schedule_limits(), body, address=client_address())
     except (BroadcastError, ScheduleError) as exc:
         session.rollback()
-        return _form_page(values, error=exc.zh)
+        return _form_page(values, error=message_of(exc))
     session.commit()
     return redirect(url_for("console.schedule_page", schedule_id=item.id))
 
@@ -172,7 +175,7 @@ def schedule_edit(schedule_id: int) -> str | BaseResponse:
         session.rollback()
         if exc.kind in ("not_found", "forbidden"):
             raise
-        return _form_page(values, error=exc.zh, **page)
+        return _form_page(values, error=message_of(exc), **page)
     session.commit()
     schedule_changes.publish(p, stops)
     return redirect(url_for("console.schedule_page", schedule_id=schedule_id))
@@ -204,8 +207,9 @@ def schedules_calendar() -> str:
         days=schedule_calendar.calendar(session, g.user, first, days, tz),
         neighbours=schedule_calendar.neighbours(view, first, days),
         items=schedules.list_for(session, g.user),
-        run_labels=RUN_LABELS,
-        state_labels=STATE_LABELS,
+        run_labels=texts(RUN_LABELS),
+        state_labels=texts(STATE_LABELS),
+        weekday_names=[str(name) for name in WEEKDAY_LABELS],
         describe=lambda s: schedules.describe(session, s, with_history=False),
     )
 
@@ -219,8 +223,8 @@ def schedule_page(schedule_id: int) -> str:
     return render_template(
         "schedule.html",
         s=schedules.describe(session, item),
-        run_labels=RUN_LABELS,
-        state_labels=STATE_LABELS,
+        run_labels=texts(RUN_LABELS),
+        state_labels=texts(STATE_LABELS),
         error=request.args.get("error"),
     )
 
@@ -254,7 +258,7 @@ def schedule_action(schedule_id: int, action: str) -> BaseResponse:
         session.rollback()
         if exc.kind in ("not_found", "forbidden"):
             raise
-        return redirect(url_for("console.schedule_page", schedule_id=schedule_id, error=exc.zh))
+        return redirect(url_for("console.schedule_page", schedule_id=schedule_id, error=message_of(exc)))
     session.commit()
     schedule_changes.publish(p, stops)
     return redirect(url_for("console.schedule_page", schedule_id=schedule_id))

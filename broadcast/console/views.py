@@ -8,12 +8,16 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from flask import Blueprint, Response, current_app, g, jsonify, redirect, render_template, request, session, url_for
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from flask_login import current_user, login_user, logout_user
 from sqlalchemy import select
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from werkzeug.wrappers import Response as BaseResponse
 
+from broadcast.console import words
 from broadcast.errors import BroadcastError, is_shaped, status_of
+from broadcast.i18n import LANGUAGES, message_of, texts, ui_language
 from broadcast.models import PRIORITIES, Broadcast, Clip, Speaker, User
 from broadcast.services import accounts, broadcasts, clips, fleet, history, regions
 from broadcast.services.sending import send_broadcast
@@ -30,42 +34,49 @@ console = Blueprint(
     "console", __name__, template_folder="templates", static_folder="static", static_url_path="/static/console"
 )
 
-PRIORITY_LABELS = {"emergency": "应急", "urgent": "紧急通知", "normal": "日常", "background": "背景"}
+PRIORITY_LABELS = {"emergency": _l("应急"), "urgent": _l("紧急通知"), "normal": _l("日常"), "background": _l("背景")}
 STATE_LABELS = {
-    "held": "待审批",  # approvals: no command until approved
-    "queued": "排队中",
-    "sent": "已下发",
-    "acknowledged": "已确认",
-    "playing": "播放中",
-    "finished": "已播完",
-    "failed": "失败",
-    "preempted": "被插播中断",
-    "missed": "未播（离线）",
-    "rejected": "被终端拒绝",
+    "held": _l("待审批"),  # approvals: no command until approved
+    "queued": _l("排队中"),
+    "sent": _l("已下发"),
+    "acknowledged": _l("已确认"),
+    "playing": _l("播放中"),
+    "finished": _l("已播完"),
+    "failed": _l("失败"),
+    "preempted": _l("被插播中断"),
+    "missed": _l("未播（离线）"),
+    "rejected": _l("被终端拒绝"),
 }
-STATUS_LABELS = {"scheduled": "定时待播", "sending": "下发中", "playing": "播放中", "done": "已完成"}
-STATUS_LABELS |= {"pending_approval": "待审批", "rejected": "已驳回"}  # approvals (先审后播)
-LEVEL_LABELS = {"county": "县", "township": "乡镇", "village": "村/社区", "grid": "网格"}
+STATUS_LABELS = {"scheduled": _l("定时待播"), "sending": _l("下发中"), "playing": _l("播放中"), "done": _l("已完成")}
+STATUS_LABELS |= {"pending_approval": _l("待审批"), "rejected": _l("已驳回")}  # approvals (先审后播)
+LEVEL_LABELS = {"county": _l("县"), "township": _l("乡镇"), "village": _l("村/社区"), "grid": _l("网格")}
 WARNING_LABELS = {
-    "media.clipped_input": "原始录音有明显削波（爆音），已尽量处理，建议重新录制。",
-    clips.VOICE_FALLBACK: "所选发音人暂时无法使用（在线语音合成连不上），已改用下面显示的发音人。可稍后重新试听。",
-    clips.CONTROL_REMOVED: "文字中的控制字符已删除。",
+    "media.clipped_input": _l("原始录音有明显削波（爆音），已尽量处理，建议重新录制。"),
+    clips.VOICE_FALLBACK: _l("所选发音人暂时无法使用（在线语音合成连不上），已改用下面显示的发音人。可稍后重新试听。"),
+    clips.CONTROL_REMOVED: _l("文字中的控制字符已删除。"),
 }
-ENGINE_LABELS = {name: engine.label_zh for name, engine in ENGINES.items()}
+ENGINE_LABELS = {
+    "edge": _l("在线神经网络合成（Edge）"),
+    "espeak": _l("离线合成（espeak-ng）"),
+    "piper": _l("离线神经网络合成（Piper）"),
+}  # the engines' own label_zh, translatable here
 # Refusals that are not a mistake in the form: they keep their own page (and a 403 its audit entry).
 PAGE_ERRORS = {"forbidden", "unauthorized", "rate_limited"}
+for _word in (words.clip_label, words.sender_label, words.alarm_detail):
+    console.add_app_template_global(_word)
 
 
 @console.app_context_processor
 def labels() -> dict[str, Any]:
-    """Chinese labels, and the deployment's time zone, every template may use."""
+    """Labels in the user's language, and the deployment's time zone, every template may use."""
     zone = platform().timezone
     return {
-        "PRIORITY_LABELS": PRIORITY_LABELS,
-        "STATE_LABELS": STATE_LABELS,
-        "STATUS_LABELS": STATUS_LABELS,
-        "LEVEL_LABELS": LEVEL_LABELS,
-        "WARNING_LABELS": WARNING_LABELS,
+        "PRIORITY_LABELS": texts(PRIORITY_LABELS),
+        "STATE_LABELS": texts(STATE_LABELS),
+        "STATUS_LABELS": texts(STATUS_LABELS),
+        "LEVEL_LABELS": texts(LEVEL_LABELS),
+        "WARNING_LABELS": texts(WARNING_LABELS),
+        "UI_TEXTS": texts(words.JS_TEXTS),
         "TIMEZONE": zone.key,
         "UTC_OFFSET_MIN": round((datetime.now(zone).utcoffset() or timedelta()).total_seconds() / 60),
         "current_user": g.get("user"),
@@ -133,8 +144,8 @@ def login() -> str | BaseResponse | tuple[str, int, dict[str, str]]:
         except BroadcastError as exc:
             if exc.kind == "rate_limited":
                 wait = str(exc.details.get("retry_after_s", 60))
-                return render_template("login.html", error=exc.zh), 429, {"Retry-After": wait}
-            return render_template("login.html", error=exc.zh)
+                return render_template("login.html", error=message_of(exc)), 429, {"Retry-After": wait}
+            return render_template("login.html", error=message_of(exc))
         db().commit()
         session.clear()
         session.permanent = True
@@ -153,6 +164,16 @@ def logout() -> BaseResponse:
     logout_user()
     session.clear()
     return redirect(url_for("console.login"))
+
+
+@console.post("/language")
+@login_required
+def set_language() -> BaseResponse:
+    """The user's own console language (zh or en; anything else: back to the deployment's default)."""
+    chosen = request.form.get("language", "")
+    g.user.language = chosen if chosen in LANGUAGES else None
+    db().commit()
+    return redirect(safe_next(request.form.get("next")))
 
 
 def _tree_for(user_regions: list[Any]) -> list[dict[str, Any]]:
@@ -201,8 +222,8 @@ def _compose_page(typed: dict[str, Any] | None = None, error: dict[str, str] | N
         tree=_tree_for(regions.visible_regions(session_, g.user)),
         priorities=PRIORITIES,
         voices=voices,
-        voice_labels={v.id: v.label for v in voices},
-        engine_labels=ENGINE_LABELS,
+        voice_labels={v.id: voice_label(v) for v in voices},
+        engine_labels=texts(engine_labels()),
         default_volume=p.settings["DEFAULT_VOLUME"],
         max_text=p.media.max_text_chars,
         max_upload_mb=p.settings["MAX_UPLOAD_MB"],
@@ -232,7 +253,7 @@ def send() -> BaseResponse | tuple[str, int]:
             raise  # not a form mistake (no right to do this, too many tries, a bug): the error page says so
         db().rollback()
         logger.info("compose form refused: %s", exc.code)  # type: ignore[attr-defined]
-        error = {"code": exc.code, "message": exc.zh}  # type: ignore[attr-defined]
+        error = {"code": exc.code, "message": message_of(exc)}  # type: ignore[attr-defined]
         return _compose_page(typed, error), status_of(exc)  # type: ignore[arg-type]
     return redirect(url_for("console.broadcast_page", broadcast_id=item.id))
 
@@ -242,11 +263,13 @@ def too_large(exc: RequestEntityTooLarge) -> Response | tuple[str, int]:
     """A too-large upload from the compose form comes back to the form (its body was never read, so it is empty)."""
     limit = platform().settings["MAX_UPLOAD_MB"]
     zh = f"上传的文件太大（最大 {limit} MB），请换一个较小的文件。"
+    en = f"The upload is larger than {limit} MB; choose a smaller file."
     if g.get("user") is None and getattr(current_user, "is_authenticated", False):
         g.user = current_user._get_current_object()  # type: ignore[attr-defined]  # refused before the user loaded
+    too_large = BroadcastError("too_large", zh, en, kind="too_large")
     if request.endpoint != "console.send" or g.get("user") is None:
-        return respond(BroadcastError("too_large", zh, f"The upload is larger than {limit} MB.", kind="too_large"), 413)
-    return _compose_page(None, {"code": "too_large", "message": zh}), 413
+        return respond(too_large, 413)
+    return _compose_page(None, {"code": "too_large", "message": message_of(too_large)}), 413
 
 
 def _make_and_send(typed: dict[str, Any]) -> Broadcast:
@@ -326,13 +349,14 @@ def broadcast_page(broadcast_id: int) -> str:
     }
     item = session_.get(Broadcast, broadcast_id)
     sender = history.sender_of(item, session_.get(User, item.created_by) if item and item.created_by else None)
+    sender = words.sender_label(item, sender) if item else sender
     clip = session_.get(Clip, data["clip_id"])
     return render_template(
         "broadcast.html",
         b=data,
         names=names,
         clip=clip,
-        clip_label=history.clip_label(clip),
+        clip_label=words.clip_label(clip),
         sender=sender,
         voice_label=_voice_label(clip),
     )
@@ -342,8 +366,20 @@ def _voice_label(clip: Clip | None) -> str:
     """The voice that really spoke a clip, in words ("晓晓（女声，温暖）· 在线神经网络合成（Edge）")."""
     if clip is None or clip.source != "tts" or not clip.engine:
         return ""
-    labels = {v.id: v.label for v in list_voices(platform().media)}
-    return f"{labels.get(clip.voice or '', clip.voice or '')} · {ENGINE_LABELS.get(clip.engine, clip.engine)}"
+    labels = {v.id: voice_label(v) for v in list_voices(platform().media)}
+    return f"{labels.get(clip.voice or '', clip.voice or '')} · {engine_labels().get(clip.engine, clip.engine)}"
+
+
+def engine_labels() -> dict[str, Any]:
+    """Every TTS engine's name in words (an engine this console does not know keeps its own label)."""
+    return {name: ENGINE_LABELS.get(name, engine.label_zh) for name, engine in ENGINES.items()}
+
+
+def voice_label(voice: Any) -> str:
+    """A voice in the picker: its Chinese label, or in English its id and whether it needs the internet."""
+    if ui_language() == "zh":
+        return voice.label
+    return _("%(voice)s（在线）", voice=voice.id) if voice.online else _("%(voice)s（离线）", voice=voice.id)
 
 
 def _speakers_for_user() -> list[dict[str, Any]]:
@@ -367,8 +403,8 @@ def speakers_page() -> str:
     """Every speaker in the user's region with online/offline state."""
     rows = _speakers_for_user()
     online = sum(1 for r in rows if r["online"])
-    alarms = fleet.alarms(db(), g.user)
-    return render_template("speakers.html", rows=rows, online=online, alarms=alarms, kinds=fleet.KIND_LABELS)
+    alarms = fleet.alarms(db(), g.user, last_plays=words.LAST_PLAYS, rejection_hours=words.REJECTION_HOURS)
+    return render_template("speakers.html", rows=rows, online=online, alarms=alarms, kinds=texts(words.ALARM_LABELS))
 
 
 @console.get("/speakers/live")

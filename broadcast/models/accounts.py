@@ -29,6 +29,8 @@ class User(Base):
     # Every console session carries the epoch it was made in; bumping it (logout, new password, new role or
     # region, disabling) ends all of the user's sessions at once, on every web worker.
     session_epoch: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # The console's language for this user ("zh" or "en"); None: the deployment's LANGUAGE setting.
+    language: Mapped[str | None] = mapped_column(String(8), default=None)
 
     # What Flask-Login asks of a user object; the model itself stays free of Flask.
     is_authenticated: ClassVar[bool] = True

@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session
 from werkzeug.exceptions import HTTPException
 
 from broadcast.errors import BroadcastError, error_body, is_shaped, status_of
+from broadcast.i18n import ui_language
 from broadcast.services import audit
 from broadcast.web.context import client_address, close_db, db, lang, platform
 
@@ -35,8 +36,10 @@ def wants_json() -> bool:
 
 def respond(error: object, status: int) -> Response | tuple[str, int]:
     """Render a shaped error for this client."""
-    body = error_body(error, lang())  # type: ignore[arg-type]
-    if wants_json():
+    json = wants_json()
+    # API clients ask for their language; a console page follows the user's setting, like every other page.
+    body = error_body(error, lang() if json else ui_language())  # type: ignore[arg-type]
+    if json:
         response = jsonify(body)
         response.status_code = status
         return response

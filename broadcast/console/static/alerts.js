@@ -48,7 +48,7 @@
       box.textContent = "";
       var a = document.createElement("a");
       a.href = link.getAttribute("href");
-      a.textContent = "有 " + count + " 条预警等待确认，请立即处理 ›";
+      a.textContent = window.uiText("held_banner", { n: count });
       box.appendChild(a);
     };
     var poll = function () {
@@ -94,7 +94,7 @@
         state.setAttribute("data-state", a.state);
         var c = a.coverage, tone = a.tone_coverage;
         if (c) {
-          document.getElementById("coverage-total").textContent = "已播 " + c.sounded + " / " + c.speakers + " 台";
+          document.getElementById("coverage-total").textContent = window.uiText("coverage", { sounded: c.sounded, total: c.speakers });
           for (var code in c.townships) {
             if (!c.townships.hasOwnProperty(code)) { continue; }
             var row = document.querySelector('tr[data-township="' + code + '"]');

@@ -13,6 +13,7 @@
   var voiceLabels = JSON.parse(document.getElementById("voice-labels").textContent);
   var engineLabels = JSON.parse(document.getElementById("engine-labels").textContent);
 
+  var text = window.uiText;
   function $(id) { return document.getElementById(id); }
   function showError(message) { errorBox.textContent = message || ""; }
 
@@ -43,16 +44,17 @@
     $("preview").hidden = false;
     $("preview-audio").src = clip.url;
     drawWaveform(clip.waveform || []);
-    var info = "时长 " + (clip.duration_ms / 1000).toFixed(1) + " 秒 · 响度 " + clip.loudness_lufs.toFixed(1) +
-      " LUFS · 峰值 " + clip.true_peak_dbtp.toFixed(1) + " dBTP";
+    var info = text("clip_info", { s: (clip.duration_ms / 1000).toFixed(1), lufs: clip.loudness_lufs.toFixed(1),
+      peak: clip.true_peak_dbtp.toFixed(1) });
     if (clip.engine) {
-      info += " · 发音人 " + (voiceLabels[clip.voice] || clip.voice) + "（" + (engineLabels[clip.engine] || clip.engine) + "）";
+      info += text("clip_voice", { voice: voiceLabels[clip.voice] || clip.voice,
+        engine: engineLabels[clip.engine] || clip.engine });
     }
-    if (clip.source_format) { info += " · 原始格式 " + clip.source_format; }
+    if (clip.source_format) { info += text("clip_format", { format: clip.source_format }); }
     $("preview-info").textContent = info;
     var warnings = [];
     for (var i = 0; i < (clip.warnings || []).length; i++) { warnings.push(warningLabels[clip.warnings[i]] || clip.warnings[i]); }
-    $("preview-warnings").textContent = warnings.length ? "⚠ " + warnings.join("；") : "";
+    $("preview-warnings").textContent = warnings.length ? "⚠ " + warnings.join(text("list_separator")) : "";
     $("preview").setAttribute("data-clip", clip.id);
   }
 
@@ -65,24 +67,25 @@
     var xhr = new XMLHttpRequest();
     xhr.open("POST", clipsUrl);
     xhr.setRequestHeader("X-CSRFToken", csrf);
-    xhr.setRequestHeader("X-Language", "zh");  // the console speaks Chinese whatever the browser says
+    // API errors in the page's language (the user's setting), whatever the browser says
+    xhr.setRequestHeader("X-Language", document.documentElement.lang === "en" ? "en" : "zh");
     xhr.setRequestHeader("Accept", "application/json");
     if (isJson) { xhr.setRequestHeader("Content-Type", "application/json"); }
     xhr.upload.onprogress = function (ev) {
       if (ev.lengthComputable) {
         progress.value = Math.round(ev.loaded * 100 / ev.total);
-        progressText.textContent = "上传中 " + progress.value + "%";
+        progressText.textContent = text("uploading_percent", { n: progress.value });
       }
     };
-    xhr.upload.onload = function () { progress.removeAttribute("value"); progressText.textContent = "正在处理音频…"; };
+    xhr.upload.onload = function () { progress.removeAttribute("value"); progressText.textContent = text("processing"); };
     xhr.onload = function () {
       progressBox.hidden = true;
       var data = null;
       try { data = JSON.parse(xhr.responseText); } catch (e) { data = null; }
       if (xhr.status === 201 && data) { showClip(data); return; }
-      showError(data && data.error ? data.error.message : "处理失败（" + xhr.status + "）");
+      showError(data && data.error ? data.error.message : text("failed_status", { status: xhr.status }));
     };
-    xhr.onerror = function () { progressBox.hidden = true; showError("网络错误，请重试。"); };
+    xhr.onerror = function () { progressBox.hidden = true; showError(text("network_error")); };
     xhr.send(body);
   }
 
@@ -99,7 +102,7 @@
     data.append("file", blob, name);
     if (!$("title").value) { $("title").value = title; }
     data.append("title", $("title").value);
-    request(data, false, "上传中…");
+    request(data, false, text("uploading"));
   }
 
   $("rate").addEventListener("input", function () { $("rate-value").textContent = parseFloat($("rate").value).toFixed(1); });
@@ -107,7 +110,7 @@
   $("preview-tts").addEventListener("click", function () {
     var body = { text: $("text").value, voice: $("voice").value || null, rate: parseFloat($("rate").value) };
     if ($("title").value) { body.title = $("title").value; }
-    request(JSON.stringify(body), true, "正在合成语音…");
+    request(JSON.stringify(body), true, text("synthesizing"));
   });
   $("file").addEventListener("change", function () {
     if ($("file").files.length) {
@@ -119,7 +122,7 @@
   var recorder = null, chunks = [], started = 0, timer = null;
   $("record-start").addEventListener("click", function () {
     if (!navigator.mediaDevices || !window.MediaRecorder) {
-      showError("此浏览器不支持录音，请改用上传录音文件（录音需要 HTTPS 或本机访问）。");
+      showError(text("no_recording"));
       return;
     }
     navigator.mediaDevices.getUserMedia({ audio: true }).then(function (stream) {
@@ -130,14 +133,14 @@
       recorder.onstop = function () {
         stream.getTracks().forEach(function (track) { track.stop(); });
         clearInterval(timer);
-        upload(new Blob(chunks, { type: recorder.mimeType || "audio/webm" }), "recording.webm", "现场录音 " + stamp());
+        upload(new Blob(chunks, { type: recorder.mimeType || "audio/webm" }), "recording.webm", text("recording_title", { when: stamp() }));
       };
       recorder.start(250);
       started = Date.now();
-      timer = setInterval(function () { $("record-time").textContent = "录音中 " + Math.round((Date.now() - started) / 1000) + " 秒"; }, 500);
+      timer = setInterval(function () { $("record-time").textContent = text("recording_time", { s: Math.round((Date.now() - started) / 1000) }); }, 500);
       $("record-start").disabled = true;
       $("record-stop").disabled = false;
-    }, function () { showError("无法使用麦克风，请检查浏览器权限。"); });
+    }, function () { showError(text("no_microphone")); });
   });
   $("record-stop").addEventListener("click", function () {
     if (recorder && recorder.state !== "inactive") { recorder.stop(); }
@@ -150,6 +153,6 @@
     if (clipId.value) { $("file").value = ""; }
     var button = $("send");
     button.disabled = true;
-    button.textContent = "正在发布…";
+    button.textContent = text("sending");
   });
 }());

@@ -1,5 +1,14 @@
 /* Self-refreshing pages; plain ES5 so old office browsers run it. Times are the deployment's, never the browser's. */
 (function () {
+  var texts = JSON.parse((document.getElementById("ui-texts") || { textContent: "{}" }).textContent);
+  /* A text of the page's language (base.html hands them over), with %(name)s filled in from VALUES. */
+  window.uiText = function (key, values) {
+    var text = texts[key] || key;
+    for (var name in values || {}) {
+      if (values.hasOwnProperty(name)) { text = text.split("%(" + name + ")s").join(String(values[name])); }
+    }
+    return text.split("%%").join("%");
+  };
   var zone = document.body.getAttribute("data-tz") || "";
   var offsetMin = parseFloat(document.body.getAttribute("data-utc-offset") || "0");
   function p(n) { return (n < 10 ? "0" : "") + n; }
@@ -66,7 +75,7 @@
           if (!row) { continue; }
           var cell = row.querySelector(".online");
           cell.className = "online " + (s.online ? "on" : "off");
-          cell.textContent = s.online ? "在线" : "离线";
+          cell.textContent = window.uiText(s.online ? "online" : "offline");
           var playing = row.querySelector(".playing");
           playing.innerHTML = "";
           if (s.playing) {
