@@ -2,7 +2,8 @@
 
     .venv/bin/python benchmarks/alert_bench.py --count 1000 --mosquitto --processes 2
     .venv/bin/python benchmarks/alert_bench.py --count 10000 --mosquitto --processes 2 \\
-        [--web gunicorn] [--database-url postgresql+psycopg://USER@HOST:5432/DB] [--lead-ms 950]
+        [--web gunicorn] [--database-url postgresql+psycopg://USER@HOST:5432/DB]
+        [--lead-ms 950] [--tone-lead-ms 700] [--tone-s 8]
 
 It starts a private Mosquitto (or uses --mqtt-url), a temporary instance of the server run as real processes
 (`broadcast run`, or gunicorn + `broadcast worker`; the set-up of `fanout_bench.py --server real`), and the
@@ -12,7 +13,7 @@ tone is in the speakers' cache before the alert), then posts one red CAP alert f
 POST /api/v1/alerts (signed with X-Signature) and prints, per speaker, from just before that POST:
 
 - tone started: the attention tone's `started` receipt (the first sound) — p50/p99/max
-- speech started: the speech's `started` receipt — p50/p99/max (it queues behind the 8 s tone on purpose)
+- speech started: the speech's `started` receipt — p50/p99/max (it queues behind the tone on purpose)
 - speech sent: when the speech's command (synthesized with the offline TTS) reached the broker
 - coverage: speakers that started the tone / the speech, and the server's own tally (GET /api/v1/alerts/<id>)
 """
@@ -181,6 +182,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "broker": broker_name,
             "server": f"real ({args.web}, {server.platform.db.engine.dialect.name})",
             "start_lead_ms": args.lead_ms,
+            "tone_lead_ms": args.tone_lead_ms,
+            "tone_s": args.tone_s,
             "connect_s": round(connect_s, 1),
             **waited,
             "tone_cached_before_alert": cached_before,
@@ -219,6 +222,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="`broadcast run` (default) or gunicorn -w 2 + `broadcast worker`")  # fmt: skip
     parser.add_argument("--database-url", help="SQLAlchemy URL (default SQLite in the instance)")
     parser.add_argument("--lead-ms", type=int, default=950, help="the server's START_LEAD_MS (default 950)")
+    parser.add_argument("--tone-lead-ms", type=int, default=700, help="the server's ALERT_TONE_LEAD_MS (default 700)")
+    parser.add_argument("--tone-s", type=float, default=8.0, help="the server's ALERT_TONE_S (default 8)")
     parser.add_argument("--connect-rate", type=float, default=1000.0, help="simulator connections per second")
     parser.add_argument("--processes", type=int, default=1, help="simulator processes (default 1)")
     parser.add_argument("--settle-s", type=float, default=3.0, help="quiet time before the alert")
@@ -226,8 +231,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--json", action="store_true", help="print only the JSON result")
     parser.add_argument("--keep-work", action="store_true", help="keep the temporary folder (logs, instance)")
     args = parser.parse_args(argv)
-    if args.count < 1 or args.processes < 1 or args.lead_ms < 1:
-        parser.error("--count, --processes and --lead-ms must be positive")
+    if args.count < 1 or args.processes < 1 or args.lead_ms < 1 or args.tone_lead_ms < 1:
+        parser.error("--count, --processes, --lead-ms and --tone-lead-ms must be positive")
+    # the server processes inherit these
+    os.environ["BROADCAST_ALERT_TONE_LEAD_MS"] = str(args.tone_lead_ms)
+    os.environ["BROADCAST_ALERT_TONE_S"] = str(args.tone_s)
     # what the shared RealServer and Simulator read
     args.server, args.clip_text, args.profile_simulator, args.profile_burst = "real", "请注意。", None, None
     return args

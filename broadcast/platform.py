@@ -16,6 +16,7 @@ from urllib.parse import unquote, urlparse, urlsplit, urlunsplit
 from zoneinfo import ZoneInfo
 
 from broadcast.db import Database
+from broadcast.errors import BroadcastError
 from broadcast.services import audit_chain
 from broadcast.services.broadcasts import Rules
 from broadcast.services.quiet_hours import QuietHours
@@ -42,6 +43,13 @@ def write_private(path: Path, data: bytes) -> None:
 def media_config(settings: dict[str, Any]) -> MediaConfig:
     """The media package's settings, from ours."""
     engines = tuple(e.strip() for e in str(settings["TTS_ENGINES"]).split(",") if e.strip())
+    tone_s = float(settings["ALERT_TONE_S"])
+    if not 1.0 <= tone_s <= 25.0:
+        raise BroadcastError(
+            "invalid_setting",
+            f"设置 BROADCAST_ALERT_TONE_S 必须在 1 到 25 秒之间：{tone_s:g}",
+            f"Setting BROADCAST_ALERT_TONE_S must be between 1 and 25 seconds: {tone_s:g}",
+        )
     return MediaConfig(
         target_lufs=settings["TARGET_LUFS"],
         true_peak_dbtp=settings["TRUE_PEAK_DBTP"],
@@ -52,6 +60,7 @@ def media_config(settings: dict[str, Any]) -> MediaConfig:
         tts_engines=engines,
         edge_voice=settings["EDGE_VOICE"],
         piper_model=settings["PIPER_MODEL"] or None,
+        attention_tone_s=tone_s,
     )
 
 

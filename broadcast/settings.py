@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from broadcast.errors import BroadcastError
+
 ENV_PREFIX = "BROADCAST_"
 
 
@@ -100,6 +102,18 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("ALERT_POLICY", "", "Handling table (JSON) of levels and severity×urgency×certainty; empty: defaults."),
     Setting("ALERT_GEOCODE_NAMES", "行政区划代码,CPEAS Geographic Code", "CAP geocode names read as region codes."),
     Setting("ALERT_REPEAT", 3, "Times an alert's message is spoken after the attention tone.", int),
+    Setting(
+        "ALERT_TONE_S",
+        8.0,
+        "Length of the attention tone before an alert's speech, in seconds (1-25; the speech follows the tone).",
+        float,
+    ),
+    Setting(
+        "ALERT_TONE_LEAD_MS",
+        700,
+        "Delay before an alert's attention tone starts (speakers hold the tone: only its small command must arrive).",
+        int,
+    ),
     Setting("ALERT_VOLUME", 100, "Forced volume (0-100) of alert broadcasts.", int),
     Setting("ALERT_CANCEL_NOTICE", 1, "1: play a short 解除 notice when an alert is cancelled; 0: stop silently.", int),
     Setting("ALERT_FEEDS", "", "Atom/RSS feeds of CAP entries (JSON list of {url, interval_s, username, password})."),
@@ -131,10 +145,18 @@ BY_NAME = {s.name: s for s in SETTINGS}
 
 
 def _coerce(setting: Setting, value: Any) -> Any:
-    if setting.type is int:
-        return int(value)
-    if setting.type is float:
-        return float(value)
+    try:
+        if setting.type is int:
+            return int(value)
+        if setting.type is float:
+            return float(value)
+    except (TypeError, ValueError):
+        kind_zh, kind_en = ("整数", "an integer") if setting.type is int else ("数字", "a number")
+        raise BroadcastError(
+            "invalid_setting",
+            f"设置 BROADCAST_{setting.name} 的值无效：{value!r:.40}（应为{kind_zh}）",
+            f"Setting BROADCAST_{setting.name} is invalid: {value!r:.40} (expected {kind_en})",
+        ) from None
     return str(value)
 
 

@@ -85,6 +85,8 @@ class MediaConfig:
             raise ValueError("sample_rate must be at least 8000")
         if self.true_peak_dbtp > 0:
             raise ValueError("true_peak_dbtp must be at or below 0 dBTP")
+        if not 1.0 <= self.attention_tone_s <= 25.0:
+            raise ValueError("attention_tone_s must be between 1 and 25 seconds")
 
 
 @dataclass(frozen=True)

@@ -176,6 +176,7 @@ def launch(
     volume = int(settings.get("ALERT_VOLUME", 100))
     try:
         if not previous:
+            lead_s = int(settings.get("ALERT_TONE_LEAD_MS", 700)) / 1000
             tone = broadcasts.create(
                 session,
                 user,
@@ -186,10 +187,12 @@ def launch(
                 volume=volume,
                 source="alert",
                 now=now,
+                lead_s=lead_s,
             )
             row.tone_broadcast_id, row.state = tone.id, "active"
-            # every speaker holds the tone (snapshot keep list): its command carries hash and URL, no bytes
-            send(session, platform, [], tone, inline=False)
+            # Every speaker holds the tone (snapshot keep list): its command carries hash and URL, no bytes,
+            # so it needs a shorter lead than a clip some speakers must fetch first.
+            send(session, platform, [], tone, inline=False, lead_s=lead_s)
         if clip_id is None:
             wrap = Wrap(repeat=max(1, min(int(settings.get("ALERT_REPEAT", 3)), 10)))
             store, media = platform.media_store, platform.media
@@ -285,7 +288,13 @@ def _stop_ttl(item: Broadcast, now: float) -> float:
 
 
 def send(
-    session: Session, platform: Platform, stops: list[Command], item: Broadcast | None, *, inline: bool = True
+    session: Session,
+    platform: Platform,
+    stops: list[Command],
+    item: Broadcast | None,
+    *,
+    inline: bool = True,
+    lead_s: float | None = None,
 ) -> None:
     """Commit, publish the stops, then the new broadcast (the worker publishes what the broker misses)."""
     from broadcast.services.sending import send_broadcast
@@ -300,7 +309,7 @@ def send(
             for command in stops:
                 commands.send(platform.db, messenger, command)
     if item is not None:
-        send_broadcast(session, platform, item, inline=inline)
+        send_broadcast(session, platform, item, inline=inline, lead_s=lead_s)
 
 
 def _cancel(session: Session, platform: Platform, row: Alert, decision: Decision, actor: str, now: float) -> None:

@@ -101,8 +101,12 @@ def create(
     source: str = "api",
     address: str | None = None,
     now: float | None = None,
+    lead_s: float | None = None,
 ) -> Broadcast:
-    """Check and record a broadcast with one queued delivery per speaker; the caller commits, then sends."""
+    """Check and record a broadcast with one queued delivery per speaker; the caller commits, then sends.
+
+    `lead_s` replaces the rules' start lead (an alert's attention tone, which every speaker holds already).
+    """
     if user.role == "viewer":
         raise forbidden("只读用户不能播发。", "A viewer cannot broadcast.")
     if user.role == "warning_source" and source != "alert":
@@ -126,7 +130,7 @@ def create(
         raise BroadcastError("start_in_past", "播发时间已经过去。", "The start time is in the past.")
     if requested is not None and requested > now + MAX_AHEAD_S:
         raise BroadcastError("start_too_far", "播发时间不能超过一年以后。", "The start time is more than a year ahead.")
-    start = max(requested or 0.0, now + rules.start_lead_s)
+    start = max(requested or 0.0, now + (rules.start_lead_s if lead_s is None else lead_s))
     if priority != "emergency" and rules.quiet_hours.contains(start, rules.timezone):
         raise BroadcastError(
             "quiet_hours",

@@ -30,10 +30,13 @@ def hold_lead(item: Broadcast, lead_s: float, now: float | None = None) -> None:
         item.expires_at += late
 
 
-def send_broadcast(session: Session, platform: Platform, item: Broadcast, *, inline: bool = True) -> bool:
+def send_broadcast(
+    session: Session, platform: Platform, item: Broadcast, *, inline: bool = True, lead_s: float | None = None
+) -> bool:
     """Commit the broadcast with its command first (nothing is lost if the broker is down), then publish.
 
-    `inline=False` keeps a small emergency clip out of the command (the attention tone: speakers hold it).
+    `inline=False` keeps a small emergency clip out of the command (the attention tone: speakers hold it);
+    `lead_s` replaces START_LEAD_MS as the least time between now and the start.
     """
     if item.status == "pending_approval":  # approvals hook: nothing is issued until an approver says yes
         session.commit()
@@ -41,7 +44,7 @@ def send_broadcast(session: Session, platform: Platform, item: Broadcast, *, inl
     clip = session.get(Clip, item.clip_id)
     assert clip is not None
     settings = platform.settings
-    hold_lead(item, settings["START_LEAD_MS"] / 1000)
+    hold_lead(item, settings["START_LEAD_MS"] / 1000 if lead_s is None else lead_s)
     store = platform.media_store
     inline = inline and item.priority in commands.INLINE_PRIORITIES and store.exists(clip.sha256)
     body = commands.play_body(

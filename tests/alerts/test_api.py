@@ -12,6 +12,7 @@ from broadcast.alerts.triggers import sign
 from broadcast.models import Alert, AuditEvent, Broadcast, Clip, Command, Delivery
 from tests.alerts.conftest import HMAC_SECRET
 from tests.alerts.corpus import HOSTILE, SENDER, AreaSpec, InfoSpec, cap, cap_time, oversize
+from tests.audio import read_wav_mono
 from tests.broadcast.conftest import DALU, HUANGSHA, auth
 
 CAP = "application/cap+xml"
@@ -79,6 +80,11 @@ def test_an_actual_alert_broadcasts_at_emergency_priority_inside_its_area_only(
     # ... and its command was issued before the speech was even synthesized (the tone never waits for TTS)
     tone_command = rows(alert_app, Command, Command.broadcast_id == tone.id)[0]
     assert tone_command.issued_at < clip.created_at.timestamp()
+    # ... to start ALERT_TONE_LEAD_MS (700 ms) after it is sent, whatever START_LEAD_MS says (300 ms in the
+    # tests, and the speech keeps it): speakers hold the tone, so only its small command must reach them
+    assert 0.6 <= tone.start_at - tone_command.issued_at <= 0.75
+    speech_command = rows(alert_app, Command, Command.broadcast_id == item.id)[0]
+    assert 0.2 <= item.start_at - speech_command.issued_at <= 0.35
     view = client.get(f"/api/v1/alerts/{body['alert_id']}", headers=auth(tokens["admin"])).json
     assert [d["action"] for d in view["decisions"]] == ["received", "broadcast"]
     assert view["coverage"]["speakers"] == len(speakers["huangsha"])
@@ -192,6 +198,35 @@ def test_a_polygon_reaches_the_speakers_inside_it(alert_app: Any, county: dict[s
     body = post(alert_app.test_client(), county["tokens"]["warning_source"], cap(ident="POLY-1", infos=[info])).json
     assert body["action"] == "broadcast"
     assert delivered_to(alert_app, body["broadcast_id"]) == set(county["speakers"]["huangsha"])
+
+
+def test_the_attention_tone_lasts_alert_tone_s(tmp_path: Any, database_url: str) -> None:
+    """A county that wants the speech sooner sets a shorter tone: the clip really is that long."""
+    from tests.alerts.conftest import place_speakers
+    from tests.broadcast.conftest import seed_county
+    from tests.conftest import free_port, make_app
+
+    app = make_app(tmp_path / "i", database_url, MQTT_URL=f"mqtt://127.0.0.1:{free_port()}", ALERT_TONE_S=2)
+    try:
+        seed_county(app)
+        place_speakers(app)
+        with app.extensions["platform"].db.transaction() as session:
+            from broadcast.services import accounts
+
+            user = accounts.create_user(session, "feed3", "feed3-password-1", "warning_source", None)
+            token = accounts.create_token(session, user)
+        body = post(app.test_client(), token, cap(ident="SHORT-TONE-1", infos=[huangsha()])).json
+        assert body["action"] == "broadcast"
+        tone = rows(app, Broadcast, Broadcast.id == rows(app, Alert)[0].tone_broadcast_id)[0]
+        clip = rows(app, Clip, Clip.id == tone.clip_id)[0]
+        platform = app.extensions["platform"]
+        samples = read_wav_mono(platform.media_store.path(clip.sha256), 16000)  # decoded by ffmpeg
+        measured = len(samples) / 16000
+        assert 1.9 <= measured <= 2.2, measured  # the stored file itself, not the setting echoed
+        assert float(abs(samples).max()) > 0.1  # and it is a tone, not silence
+        assert abs(clip.duration_ms / 1000 - measured) < 0.1
+    finally:
+        app.extensions["platform"].close()
 
 
 def test_emergency_alerts_ignore_quiet_hours(tmp_path: Any, database_url: str) -> None:

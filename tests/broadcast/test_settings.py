@@ -27,3 +27,28 @@ def test_layers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert values["MQTT_PORT"] == 2001
     assert values["DEFAULT_VOLUME"] == 70
     assert values["DATABASE_URL"] == f"sqlite:///{tmp_path / 'broadcast.db'}"
+
+
+@pytest.mark.parametrize(("name", "raw"), [("MQTT_PORT", "18x3"), ("ALERT_TONE_S", "eight")])
+def test_a_malformed_number_is_a_clear_error_naming_the_setting(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, raw: str
+) -> None:
+    from broadcast.errors import BroadcastError
+
+    monkeypatch.setenv(f"BROADCAST_{name}", raw)
+    with pytest.raises(BroadcastError) as caught:
+        load_settings(tmp_path)
+    assert caught.value.code == "invalid_setting"
+    assert f"BROADCAST_{name}" in caught.value.zh
+    assert raw in caught.value.zh
+
+
+@pytest.mark.parametrize("seconds", ["0", "0.5", "26"])
+def test_an_attention_tone_outside_1_to_25_s_is_refused(seconds: str) -> None:
+    from broadcast.errors import BroadcastError
+    from broadcast.platform import media_config
+
+    values = load_settings(Path("/nonexistent-instance"), {"ALERT_TONE_S": seconds})
+    with pytest.raises(BroadcastError, match="ALERT_TONE_S"):
+        media_config(values)
+    assert media_config(load_settings(Path("/nonexistent-instance"), {"ALERT_TONE_S": "2"})).attention_tone_s == 2.0
