@@ -8,7 +8,8 @@ from typing import Any
 from flask import Flask, current_app, g
 from flask_babel import Babel
 
-LANGUAGES = ("zh", "en")  # zh is the source language of every message; en is the catalogue in translations/
+from broadcast.services.user_admin import LANGUAGES  # zh is the source of every message; en is translations/
+
 babel = Babel()
 
 

@@ -15,7 +15,7 @@ from broadcast.errors import BroadcastError
 from broadcast.i18n import message_of, texts
 from broadcast.models import ROLES
 from broadcast.services import regions, user_admin
-from broadcast.web.context import db
+from broadcast.web.context import db, platform
 from broadcast.web.security import login_required
 
 logger = logging.getLogger(__name__)
@@ -26,6 +26,7 @@ ROLE_LABELS = {
     "viewer": _l("只读"),
     "warning_source": _l("预警信息源"),
 }  # user_admin.ROLE_ZH, translatable here
+LANGUAGE_NAMES = {"zh": "中文", "en": "English"}  # each language named in itself, as on the header's buttons
 
 
 def _region_choices() -> list[tuple[str, str]]:
@@ -72,7 +73,7 @@ def admin_users() -> str:
 @console.route("/admin/users/<username>", methods=["GET", "POST"])
 @login_required
 def admin_user(username: str) -> str:
-    """One user: role and region, reset password, disable, unlock, API tokens."""
+    """One user: role and region, console language, reset password, disable, unlock, API tokens."""
     s = db()
     error = None
     shown_once = None
@@ -84,6 +85,8 @@ def admin_user(username: str) -> str:
                 user_admin.set_role(
                     s, g.user, username, request.form.get("role", ""), request.form.get("region_code") or None
                 )
+            elif action == "language":
+                user_admin.set_language(s, g.user, username, request.form.get("language") or None)
             elif action in ("disable", "enable"):
                 user_admin.set_active(s, g.user, username, action == "enable")
             elif action == "unlock":
@@ -107,9 +110,16 @@ def admin_user(username: str) -> str:
         roles=ROLES,
         role_labels=texts(ROLE_LABELS),
         region_choices=_region_choices(),
+        languages=_language_choices(),
         shown_once=shown_once,
         error=error,
     )
+
+
+def _language_choices() -> list[tuple[str, str]]:
+    """The language select: the deployment's default, then each language named in itself."""
+    default = platform().settings["LANGUAGE"]
+    return [("", _("默认（部署设置：%(name)s）", name=LANGUAGE_NAMES.get(default, default))), *LANGUAGE_NAMES.items()]
 
 
 @console.route("/account/password", methods=["GET", "POST"])

@@ -11,7 +11,7 @@ from werkzeug.wrappers import Response as BaseResponse
 
 from broadcast.console.views import _tree_for, console
 from broadcast.errors import BroadcastError
-from broadcast.i18n import message_of, texts
+from broadcast.i18n import message_of, texts, ui_language
 from broadcast.services import alert_inputs, alert_view, regions
 from broadcast.web.context import db, platform
 from broadcast.web.security import login_required
@@ -44,7 +44,7 @@ def _labels() -> dict[str, Any]:
         "action_labels": texts(ACTION_LABELS),
         "alert_level_labels": texts(ALERT_LEVEL_LABELS),
         "may_act": g.user.role in ACTING_ROLES,
-        "confirm_words": alert_inputs.CONFIRM_WORDS,
+        "confirm_words": alert_inputs.CONFIRM_WORDS_EN if ui_language() == "en" else alert_inputs.CONFIRM_WORDS,
     }
 
 
@@ -105,7 +105,7 @@ def alert_action(alert_id: int, action: str) -> BaseResponse:
 @console.post("/alerts/manual")
 @login_required
 def alert_manual() -> Any:
-    """The emergency button: text, targets and the typed confirmation 确认播发."""
+    """The emergency button: text, targets and the typed confirmation (确认播发, or "confirm broadcast")."""
     session = db()
     values = {"text": request.form.get("text", ""), "targets": request.form.getlist("targets")}
     try:

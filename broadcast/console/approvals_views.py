@@ -53,6 +53,7 @@ ACTION_LABELS = {
     "user.password": _l("修改密码"),
     "user.reset_password": _l("重置密码"),
     "user.unlock": _l("解除锁定"),
+    "user.language": _l("修改界面语言"),
     "token.create": _l("创建令牌"),
     "token.revoke": _l("吊销令牌"),
     "region.create": _l("新增区域"),

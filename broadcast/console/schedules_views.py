@@ -13,7 +13,7 @@ from werkzeug.wrappers import Response as BaseResponse
 
 from broadcast.console.views import console
 from broadcast.errors import BroadcastError, forbidden
-from broadcast.i18n import message_of, texts
+from broadcast.i18n import message_of, texts, ui_language
 from broadcast.services import library, regions, schedule_calendar, schedule_changes, schedules
 from broadcast.web.context import client_address, db, platform
 from broadcast.web.schedules_api import schedule_limits
@@ -138,7 +138,8 @@ def schedule_new() -> str | BaseResponse:
     try:
         body = form_to_body(request.form)
         if request.form.get("action") != "save":
-            shown = schedules.preview(session, g.user, platform().rules, schedule_limits(), body)
+            limits = schedule_limits()
+            shown = schedules.preview(session, g.user, platform().rules, limits, body, language=ui_language())
             return _form_page(values, preview=shown)
         item, _ = schedules.create(session, g.user, platform().rules, schedule_limits(), body, address=client_address())
     except (BroadcastError, ScheduleError) as exc:
@@ -156,7 +157,7 @@ def schedule_edit(schedule_id: int) -> str | BaseResponse:
     item = schedules.get(session, schedule_id, g.user)
     if g.user.role == "viewer":
         raise forbidden("只读用户不能修改定时计划。", "A viewer cannot change schedules.")
-    shown = schedules.describe(session, item, with_history=False)
+    shown = schedules.describe(session, item, with_history=False, language=ui_language())
     page = {"editing": item.id, "summary": shown["summary"]}
     if request.method == "GET":
         return _form_page(schedule_values(shown), **page)
@@ -166,7 +167,9 @@ def schedule_edit(schedule_id: int) -> str | BaseResponse:
     try:
         body = form_to_body(request.form, editing=True)
         if request.form.get("action") != "save":
-            preview = schedules.preview(session, g.user, p.rules, schedule_limits(), body | _kept(shown, body), item.id)
+            preview = schedules.preview(
+                session, g.user, p.rules, schedule_limits(), body | _kept(shown, body), item.id, language=ui_language()
+            )
             return _form_page(values, preview=preview, **page)
         _, stops, _ = schedule_changes.update(
             session, g.user, p.rules, schedule_limits(), item.id, body, address=client_address()
@@ -210,7 +213,7 @@ def schedules_calendar() -> str:
         run_labels=texts(RUN_LABELS),
         state_labels=texts(STATE_LABELS),
         weekday_names=[str(name) for name in WEEKDAY_LABELS],
-        describe=lambda s: schedules.describe(session, s, with_history=False),
+        describe=lambda s: schedules.describe(session, s, with_history=False, language=ui_language()),
     )
 
 
@@ -222,7 +225,7 @@ def schedule_page(schedule_id: int) -> str:
     item = schedules.get(session, schedule_id, g.user)
     return render_template(
         "schedule.html",
-        s=schedules.describe(session, item),
+        s=schedules.describe(session, item, language=ui_language()),
         run_labels=texts(RUN_LABELS),
         state_labels=texts(STATE_LABELS),
         error=request.args.get("error"),

@@ -19,7 +19,7 @@ from broadcast.console import words
 from broadcast.errors import BroadcastError, is_shaped, status_of
 from broadcast.i18n import LANGUAGES, message_of, texts, ui_language
 from broadcast.models import PRIORITIES, Broadcast, Clip, Speaker, User
-from broadcast.services import accounts, broadcasts, clips, fleet, history, regions
+from broadcast.services import accounts, broadcasts, clips, fleet, history, regions, user_admin
 from broadcast.services.sending import send_broadcast
 from broadcast.web.context import client_address, db, platform
 from broadcast.web.errors import respond
@@ -171,7 +171,7 @@ def logout() -> BaseResponse:
 def set_language() -> BaseResponse:
     """The user's own console language (zh or en; anything else: back to the deployment's default)."""
     chosen = request.form.get("language", "")
-    g.user.language = chosen if chosen in LANGUAGES else None
+    user_admin.set_own_language(db(), g.user, chosen if chosen in LANGUAGES else None)
     db().commit()
     return redirect(safe_next(request.form.get("next")))
 

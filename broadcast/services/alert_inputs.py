@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 CONFIRM_ROLES = ("admin", "operator")
 CONFIRM_WORDS = "确认播发"
+CONFIRM_WORDS_EN = "confirm broadcast"  # the same confirmation for someone who reads the English console
 MAX_MANUAL_CHARS = 300
 
 
@@ -76,11 +77,11 @@ def manual(
     """The emergency button: an operator's own warning text, sent at emergency priority after a typed confirmation."""
     if user.role not in CONFIRM_ROLES:
         raise forbidden("只有管理员和操作员可以发布应急广播。", "Only admins and operators may send an emergency.")
-    if confirm_words != CONFIRM_WORDS:
+    if confirm_words not in (CONFIRM_WORDS, CONFIRM_WORDS_EN):
         raise BroadcastError(
             "alert.confirmation_required",
             f"请输入“{CONFIRM_WORDS}”以确认发布应急广播。",
-            f"Type “{CONFIRM_WORDS}” to confirm the emergency broadcast.",
+            f"Type “{CONFIRM_WORDS_EN}” (or “{CONFIRM_WORDS}”) to confirm the emergency broadcast.",
         )
     if not isinstance(text, str) or not text.strip() or len(text) > MAX_MANUAL_CHARS:
         raise BroadcastError(

@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from broadcast.models import Schedule, ScheduleRun, User
+from broadcast.models import ScheduleRun, User
 from broadcast.services import schedules
 from schedules import occurrences
 
@@ -68,7 +68,7 @@ def calendar(session: Session, user: User, first: date, days: int, tz: ZoneInfo)
                     "time": local.strftime("%H:%M"),
                     "at": local.isoformat(),
                     "schedule_id": item.id,
-                    "title": item.title or f"计划 {item.id}",
+                    "title": item.title,  # None: the page names it by its number, in its language
                     "priority": item.priority,
                     "state": state,
                     "broadcast_id": run.broadcast_id if run else None,
@@ -80,7 +80,3 @@ def calendar(session: Session, user: User, first: date, days: int, tz: ZoneInfo)
         if first <= day < first + timedelta(days=days)
     ]
 
-
-def schedule_title(item: Schedule) -> str:
-    """What a schedule is called on the page."""
-    return item.title or f"计划 {item.id}"

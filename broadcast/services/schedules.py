@@ -25,7 +25,8 @@ from broadcast.models import (
 )
 from broadcast.services import approvals, audit, broadcasts, clips, regions, schedule_checks
 from broadcast.services.broadcasts import Rules
-from schedules import Recurrence, ScheduleError, build, next_occurrences, summary_zh
+from schedules import Recurrence, ScheduleError, build, next_occurrences
+from schedules.summary import summary
 
 logger = logging.getLogger(__name__)
 NEXT_SHOWN = 10
@@ -161,21 +162,29 @@ def _check(
 
 
 def preview(
-    session: Session, user: User, rules: Rules, limits: Limits, data: dict[str, Any], schedule_id: int | None = None
+    session: Session,
+    user: User,
+    rules: Rules,
+    limits: Limits,
+    data: dict[str, Any],
+    schedule_id: int | None = None,
+    *,
+    language: str = "zh",
 ) -> dict[str, Any]:
     """What saving would show (summary, next plays, overlaps) without saving anything.
 
-    With `schedule_id` (an edit), that schedule is not counted as overlapping itself.
+    With `schedule_id` (an edit), that schedule is not counted as overlapping itself; the summary is in
+    `language` ("en" or Chinese).
     """
     now = time.time()
     checked = _check(session, user, rules, limits, data, now, schedule_id)
-    return _shown(checked["recurrence"], now) | {"conflicts": checked["conflicts"]}
+    return _shown(checked["recurrence"], now, language) | {"conflicts": checked["conflicts"]}
 
 
-def _shown(rec: Recurrence, now: float) -> dict[str, Any]:
+def _shown(rec: Recurrence, now: float, language: str) -> dict[str, Any]:
     moment = datetime.fromtimestamp(now, UTC)
     return {
-        "summary": summary_zh(rec),
+        "summary": summary(rec, language),
         "next_occurrences": [t.isoformat() for t in next_occurrences(rec, moment, NEXT_SHOWN)],
     }
 
@@ -279,12 +288,15 @@ def history(session: Session, item: Schedule, limit: int = HISTORY_SHOWN) -> lis
 
 
 def describe(
-    session: Session, item: Schedule, *, now: float | None = None, with_history: bool = True
+    session: Session, item: Schedule, *, now: float | None = None, with_history: bool = True, language: str = "zh"
 ) -> dict[str, Any]:
-    """The API view of a schedule: its fields, summary, next plays and (optionally) its history."""
+    """The API view of a schedule: its fields, summary (in `language`), next plays and (optionally) its history."""
     now = time.time() if now is None else now
     rec = recurrence_of(item)
-    shown = _shown(rec, now) if item.state == "active" else {"summary": summary_zh(rec), "next_occurrences": []}
+    if item.state == "active":
+        shown = _shown(rec, now, language)
+    else:
+        shown = {"summary": summary(rec, language), "next_occurrences": []}
     body = {
         "id": item.id,
         "title": item.title,

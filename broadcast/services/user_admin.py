@@ -1,4 +1,4 @@
-"""Managing people: list, create, change role and region, reset password, disable, unlock, and API tokens."""
+"""Managing people: list, create, change role and region, language, reset password, disable, unlock, API tokens."""
 
 from __future__ import annotations
 
@@ -21,6 +21,9 @@ ROLE_ZH = {
     "viewer": "只读",
     "warning_source": "预警信息源",
 }
+
+# The console's languages a user may choose (zh is the source of every message); None: the deployment's LANGUAGE.
+LANGUAGES = ("zh", "en")
 
 
 def _actor(user: User | None) -> str:
@@ -118,6 +121,34 @@ def set_active(session: Session, actor: User | None, username: str, active: bool
         audit.record(
             session, _actor(actor), "user.enable" if active else "user.disable", object_type="user", object_id=user.id
         )
+        session.flush()
+    return user
+
+
+def set_language(session: Session, actor: User | None, username: str, language: str | None) -> User:
+    """An admin or operator chooses a user's console language ("zh", "en", or None: the deployment's default)."""
+    return _language(session, actor, find(session, actor, username), language)
+
+
+def set_own_language(session: Session, user: User, language: str | None) -> User:
+    """A user chooses their own console language (anyone may, viewers too)."""
+    return _language(session, user, user, language)
+
+
+def _language(session: Session, actor: User | None, user: User, language: str | None) -> User:
+    if language is not None and language not in LANGUAGES:
+        raise BroadcastError("invalid_language", f"语言无效：{language:.20}", f"Unknown language: {language:.20}")
+    if user.language != language:
+        audit.record(
+            session,
+            _actor(actor),
+            "user.language",
+            object_type="user",
+            object_id=user.id,
+            before=user.language,
+            after=language,
+        )
+        user.language = language
         session.flush()
     return user
 

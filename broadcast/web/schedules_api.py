@@ -10,7 +10,7 @@ from flask import Blueprint, Response, g, jsonify, request
 from broadcast.errors import BroadcastError
 from broadcast.services import library, schedule_changes, schedules
 from broadcast.services.schedules import Limits
-from broadcast.web.context import client_address, db, platform
+from broadcast.web.context import client_address, db, lang, platform
 from broadcast.web.security import api_auth, csrf
 
 logger = logging.getLogger(__name__)
@@ -41,13 +41,13 @@ def _commit_and_publish(stops: list[Any]) -> None:
 @schedules_api.post("/schedules")
 @api_auth
 def create_schedule() -> tuple[Response, int]:
-    """Save a schedule; answer its Chinese summary, next occurrences and overlaps with other schedules."""
+    """Save a schedule; answer its summary, next occurrences and overlaps with other schedules."""
     session = db()
     item, found = schedules.create(
         session, g.user, platform().rules, schedule_limits(), _body(), address=client_address()
     )
     session.commit()
-    body = schedules.describe(session, item, with_history=False)
+    body = schedules.describe(session, item, with_history=False, language=lang())
     return jsonify({**body, "conflicts": found}), 201
 
 
@@ -55,7 +55,7 @@ def create_schedule() -> tuple[Response, int]:
 @api_auth
 def preview_schedule() -> Response:
     """What saving would show (summary, next occurrences, overlaps); nothing is saved."""
-    return jsonify(schedules.preview(db(), g.user, platform().rules, schedule_limits(), _body()))
+    return jsonify(schedules.preview(db(), g.user, platform().rules, schedule_limits(), _body(), language=lang()))
 
 
 @schedules_api.get("/schedules")
@@ -64,7 +64,7 @@ def list_schedules() -> Response:
     """Schedules the user may see (add ?deleted=1 for deleted ones too)."""
     session = db()
     items = schedules.list_for(session, g.user, include_deleted=request.args.get("deleted") == "1")
-    return jsonify({"items": [schedules.describe(session, s, with_history=False) for s in items]})
+    return jsonify({"items": [schedules.describe(session, s, with_history=False, language=lang()) for s in items]})
 
 
 @schedules_api.get("/schedules/<schedule_id>")
@@ -72,7 +72,7 @@ def list_schedules() -> Response:
 def get_schedule(schedule_id: str) -> Response:
     """One schedule with its next occurrences and per-occurrence history."""
     session = db()
-    return jsonify(schedules.describe(session, schedules.get(session, schedule_id, g.user)))
+    return jsonify(schedules.describe(session, schedules.get(session, schedule_id, g.user), language=lang()))
 
 
 @schedules_api.patch("/schedules/<schedule_id>")
@@ -84,7 +84,7 @@ def patch_schedule(schedule_id: str) -> Response:
         session, g.user, platform().rules, schedule_limits(), schedule_id, _body(), address=client_address()
     )
     _commit_and_publish(stops)
-    return jsonify({**schedules.describe(session, item, with_history=False), "conflicts": found})
+    return jsonify({**schedules.describe(session, item, with_history=False, language=lang()), "conflicts": found})
 
 
 @schedules_api.delete("/schedules/<schedule_id>")
@@ -106,7 +106,7 @@ def cancel_occurrence(schedule_id: str) -> Response:
         session, g.user, schedule_id, _body().get("at"), address=client_address()
     )
     _commit_and_publish(stops)
-    return jsonify(schedules.describe(session, item, with_history=False))
+    return jsonify(schedules.describe(session, item, with_history=False, language=lang()))
 
 
 @schedules_api.post("/broadcasts/<broadcast_id>/stop")
