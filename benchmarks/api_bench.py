@@ -7,8 +7,9 @@
 It seeds a generated county (21 townships, 189 villages, 1,344 grids, 10,000 speakers, imported through
 `broadcast.services.imports`), makes one clip (espeak-ng) and two broadcasts with every delivery recorded (one
 village, one township), starts `gunicorn -w 2` on free ports for the app, for the app with its rate limiter off
-(the limiter's own cost is the difference) and for the hello-world WSGI app below, and drives each with `wrk`
-(a Lua script adds the Bearer header and prints the figures) one after the other.
+(the limiter's own cost is the difference), for the app with its read cache off (every read a miss: what a
+read costs when the URL or the data changes each second) and for the hello-world WSGI app below, and drives
+each with `wrk` (a Lua script adds the Bearer header and prints the figures) one after the other.
 It prints requests per second, p50/p99 latency and the ratio to hello-world for each endpoint.
 Target (issue 11): GET /api/v1/speakers?per_page=50 and GET /api/v1/broadcasts/<id> ≥ 1,500 rps, p99 ≤ 50 ms.
 The rate limits are raised so the limiter never answers 429 (it still counts every request).
@@ -58,6 +59,17 @@ def app_without_limiter() -> Any:
 
     app = create_app()
     app.extensions["rate_limiter"].enabled = False
+    return app
+
+
+def app_without_read_cache() -> Any:
+    """The app answering every read afresh (a cache that keeps nothing): the cost of a miss (gunicorn factory)."""
+    from broadcast import create_app
+    from broadcast.web.caches import TtlCache
+    from broadcast.web.read_cache import READ_CACHE_BYTES
+
+    app = create_app()
+    app.extensions["api_reads"] = TtlCache(0.0, READ_CACHE_BYTES)
     return app
 
 
@@ -195,30 +207,31 @@ def run_wrk(url: str, script: Path, args: argparse.Namespace) -> dict[str, float
 
 
 def profile(instance: Path, settings: dict[str, str], token: str, paths: dict[str, str], count: int) -> None:
-    """cProfile of `count` requests per path through the app in this process (the WSGI call, no server)."""
+    """cProfile of `count` requests per path through the app, then with its read cache off, in this process."""
     import cProfile
     import pstats
 
     os.environ.update({"BROADCAST_INSTANCE": str(instance), **{f"BROADCAST_{k}": v for k, v in settings.items()}})
     from broadcast import create_app
 
-    client = create_app().test_client()
     headers = {"Authorization": f"Bearer {token}"}
-    for label, path in paths.items():
-        assert client.get(path, headers=headers).status_code == 200
-        began = time.perf_counter()
-        for _ in range(count):
-            client.get(path, headers=headers)
-        plain = (time.perf_counter() - began) / count * 1000
-        profiler = cProfile.Profile()
-        began = time.perf_counter()
-        profiler.enable()
-        for _ in range(count):
-            client.get(path, headers=headers)
-        profiler.disable()
-        per = (time.perf_counter() - began) / count * 1000
-        print(f"\n=== {label}: {plain:.2f} ms per request in process, {per:.2f} ms profiled ===")
-        pstats.Stats(profiler).sort_stats("cumulative").print_stats(28)
+    for kind, app in (("", create_app()), (", read cache off", app_without_read_cache())):
+        client = app.test_client()
+        for label, path in paths.items():
+            assert client.get(path, headers=headers).status_code == 200
+            began = time.perf_counter()
+            for _ in range(count):
+                client.get(path, headers=headers)
+            plain = (time.perf_counter() - began) / count * 1000
+            profiler = cProfile.Profile()
+            began = time.perf_counter()
+            profiler.enable()
+            for _ in range(count):
+                client.get(path, headers=headers)
+            profiler.disable()
+            per = (time.perf_counter() - began) / count * 1000
+            print(f"\n=== {label}{kind}: {plain:.2f} ms per request in process, {per:.2f} ms profiled ===")
+            pstats.Stats(profiler).sort_stats("cumulative").print_stats(28)
 
 
 def main() -> int:
@@ -264,6 +277,7 @@ def measure(work: Path, settings: dict[str, str], seeded: dict[str, Any], args: 
     env.update({f"BROADCAST_{k}": v for k, v in settings.items()})
     app = Gunicorn("broadcast:create_app()", env, work / "app.log")
     bare = Gunicorn("api_bench:app_without_limiter()", env, work / "bare.log")
+    fresh = Gunicorn("api_bench:app_without_read_cache()", env, work / "fresh.log")
     hello = Gunicorn("api_bench:hello_app", env, work / "hello.log")
     script = work / "bearer.lua"
     script.write_text(LUA % seeded["token"])
@@ -271,8 +285,9 @@ def measure(work: Path, settings: dict[str, str], seeded: dict[str, Any], args: 
     paths = list(seeded["paths"].items())
     runs = [("hello-world", hello, "/")] + [(label, app, path) for label, path in paths]
     runs += [(f"{label}, limiter off", bare, path) for label, path in paths[:2]]
+    runs += [(f"{label}, read cache off", fresh, path) for label, path in paths]
     try:
-        for server in (app, bare):
+        for server in (app, bare, fresh):
             wait_until(lambda s=server: s.up(paths[0][1], seeded["token"]), 90, "the app under gunicorn")
         wait_until(lambda: hello.up("/", seeded["token"]), 30, "hello-world under gunicorn")
         results: dict[str, list[dict[str, float]]] = {}
@@ -280,7 +295,7 @@ def measure(work: Path, settings: dict[str, str], seeded: dict[str, Any], args: 
             for label, server, path in runs:
                 results.setdefault(label, []).append(run_wrk(server.base + path, script, args))
     finally:
-        for server in (app, bare, hello):
+        for server in (app, bare, fresh, hello):
             server.stop()
     database = "PostgreSQL" if "postgresql" in settings["DATABASE_URL"] else "SQLite"
     print(f"\n{database}; wrk -t{args.threads} -c{args.connections} -d{args.duration}s, {args.rounds} round(s), "

@@ -8,9 +8,10 @@ import logging
 import math
 import re
 import secrets
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, or_, select, update
 from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash, generate_password_hash
 
@@ -120,6 +121,43 @@ def user_for_token(session: Session, token: str) -> User | None:
     if row.last_used_at is None or now - row.last_used_at >= timedelta(seconds=TOKEN_TOUCH_S):
         row.last_used_at = now  # the caller commits when the session is dirty
     return user
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who an API call acts for (a token's user or a console session's): enough to scope it without the ORM user."""
+
+    user_id: int
+    role: str
+    region_code: str | None
+    token_id: int | None  # None: a console session, not a token
+    last_used_at: datetime | None
+
+
+def principal_for_token(session: Session, token: str) -> Principal | None:
+    """The active user behind a bearer token as plain values (one select, no ORM objects), or None."""
+    if not token or len(token) > 200:
+        return None
+    row = session.execute(
+        select(User.id, User.role, User.region_code, ApiToken.id, ApiToken.last_used_at)
+        .join(User, User.id == ApiToken.user_id)
+        .where(ApiToken.token_hash == _hash_token(token), ApiToken.revoked.is_(False), User.active.is_(True))
+    ).first()
+    return None if row is None else Principal(*row)
+
+
+def note_token_use(session: Session, principal: Principal) -> bool:
+    """Write the token's last_used_at if it is a minute old or more; True when it wrote (the caller commits)."""
+    now = utcnow()
+    stale = now - timedelta(seconds=TOKEN_TOUCH_S)
+    if principal.last_used_at is not None and principal.last_used_at > stale:
+        return False
+    session.execute(
+        update(ApiToken)
+        .where(ApiToken.id == principal.token_id, or_(ApiToken.last_used_at.is_(None), ApiToken.last_used_at <= stale))
+        .values(last_used_at=now)
+    )
+    return True
 
 
 @functools.cache

@@ -14,6 +14,7 @@ from broadcast.services import broadcasts, clips, fleet, regions
 from broadcast.services.sending import send_broadcast
 from broadcast.web.context import client_address, db, platform
 from broadcast.web.openapi import ID_MAX, cached_document, declare
+from broadcast.web.read_cache import cached_read
 from broadcast.web.security import api_auth, csrf
 from broadcast.web.views import clip_json, region_json
 from media import Wrap
@@ -261,7 +262,7 @@ def create_broadcast() -> tuple[Response, int]:
 
 
 @api.get("/broadcasts/<broadcast_id>")
-@api_auth
+@cached_read
 @declare(response=BROADCAST)
 def get_broadcast(broadcast_id: str) -> Response:
     """A broadcast's status and every speaker's delivery."""
@@ -283,7 +284,7 @@ def list_regions() -> Response:
 
 
 @api.get("/speakers")
-@api_auth
+@cached_read
 @declare(query=PAGE_QUERY, response=ITEMS)
 def list_speakers() -> Response:
     """Speakers in the user's region with their state: paginated, filtered by ?region= and ?state=."""

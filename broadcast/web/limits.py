@@ -1,4 +1,4 @@
-"""What any request may carry: JSON depth, size and numbers, ids in range, no control characters; rate limits.
+"""What any request may carry: JSON depth, size and numbers, ids in range, no control characters.
 
 Checked once, before any view runs, so no service ever sees a NaN, a 10**30 id, a NUL byte or a JSON
 document nested 100 000 deep, and a client that sends them gets a clear error instead of a 500.
@@ -6,22 +6,15 @@ document nested 100 000 deep, and a client that sends them gets a clear error in
 
 from __future__ import annotations
 
-import hashlib
 import json
-import logging
 import math
 import re
-import time
 from typing import Any
 
-from flask import Flask, Request, Response, make_response, request, session
-from flask_limiter import ApplicationLimit, Limiter, RateLimitExceeded, RequestLimit
+from flask import Flask, Request, request
 
 from broadcast.errors import BroadcastError, not_found
-from broadcast.web.context import client_address
-from broadcast.web.errors import respond
-
-logger = logging.getLogger(__name__)
+from broadcast.web import rate_limits
 
 MAX_JSON_DEPTH = 32
 MAX_JSON_BYTES = 1024 * 1024
@@ -33,7 +26,6 @@ CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 ANY_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 # Path arguments that are integer keys, whatever their converter: beyond the column's range they are unknown.
 INTEGER_IDS = {"alert_id", "broadcast_id", "clip_id", "playlist_id", "schedule_id", "token_id"}
-UNLIMITED_PATHS = ("/api/v1/time", "/api/v1/openapi.json")
 
 
 def _refuse_constant(name: str) -> float:
@@ -178,69 +170,8 @@ def check_request() -> None:
     _walk(data, "")
 
 
-def rate_key() -> str:
-    """Who a request counts against: its API token, else its console user, else its address."""
-    header = request.headers.get("Authorization", "")
-    if header.startswith("Bearer "):
-        return "token:" + hashlib.sha256(header[7:].strip().encode()).hexdigest()[:32]
-    user_key = session.get("_user_id")
-    if isinstance(user_key, str):
-        return "user:" + user_key.partition(":")[0]
-    return "address:" + client_address()
-
-
-def _breached(limit: RequestLimit) -> Response:
-    """A refused request: the one error shape, status 429 and when to come back (Retry-After)."""
-    wait = min(max(1, math.ceil(limit.reset_at - time.time())), limit.limit.get_expiry())
-    logger.warning("rate limit %s reached by %s on %s", limit.limit, rate_key(), request.path)
-    error = BroadcastError(
-        "rate_limited",
-        f"请求过于频繁，请 {wait} 秒后再试。",
-        f"Too many requests; try again in {wait} seconds.",
-        kind="rate_limited",
-        retry_after_s=wait,
-    )
-    response = make_response(respond(error, 429))
-    response.headers["Retry-After"] = str(wait)
-    return response
-
-
-def _refused(exc: RateLimitExceeded) -> Response:
-    """The answer _breached built (this handler is more specific than the catch-all one)."""
-    return exc.get_response()
-
-
-def _not_api() -> bool:
-    return not request.path.startswith("/api/") or request.path in UNLIMITED_PATHS
-
-
-def _not_login_post() -> bool:
-    return request.endpoint != "console.login" or request.method != "POST"
-
-
 def init_app(app: Flask) -> None:
     """Strict JSON parsing, the input checks and the rate limits (per token on the API, per address on login)."""
     app.request_class = StrictRequest
     app.before_request(check_request)
-    settings = app.extensions["platform"].settings
-    limits = [
-        ApplicationLimit(
-            settings["API_RATE_LIMIT"], key_function=rate_key, methods=list(WRITES), exempt_when=_not_api, scope="w"
-        ),
-        ApplicationLimit(
-            settings["API_READ_RATE_LIMIT"], key_function=rate_key, methods=["GET"], exempt_when=_not_api, scope="r"
-        ),
-        ApplicationLimit(
-            settings["LOGIN_RATE_LIMIT"], key_function=client_address, exempt_when=_not_login_post, scope="login"
-        ),
-    ]
-    limiter = Limiter(
-        rate_key,
-        application_limits=limits,
-        storage_uri=settings["RATE_LIMIT_STORAGE"] or "memory://",
-        on_breach=_breached,
-        key_prefix="vb",
-    )
-    limiter.init_app(app)
-    app.register_error_handler(RateLimitExceeded, _refused)
-    app.extensions["rate_limiter"] = limiter
+    rate_limits.init_app(app)
