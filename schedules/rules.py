@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -29,6 +30,7 @@ FREQS = ("YEARLY", "MONTHLY", "WEEKLY", "DAILY")
 RULE_KEYS = frozenset({"FREQ", "INTERVAL", "BYDAY", "BYMONTHDAY", "BYMONTH", "BYHOUR", "BYMINUTE", "BYSETPOS", "WKST"})
 MONTH_DAYS = (31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
 DENSITY_SAMPLE_DAYS = 14
+UNTIL_FORM = re.compile(r"\d{8}(T\d{6}Z?)?")  # RFC 5545 UNTIL: a DATE or a DATE-TIME
 
 
 def _parse_wall(value: object, tz: ZoneInfo, what_zh: str, what_en: str) -> datetime:
@@ -195,6 +197,9 @@ def _count(value: object) -> int:
 
 
 def _rule_until(text: str, tz: ZoneInfo, whole: str) -> datetime:
+    # RFC 5545 DATE or DATE-TIME only: strptime alone would read 20261209T0730 as 07:03:00.
+    if not UNTIL_FORM.fullmatch(text):
+        raise _bad_rrule(whole)
     try:
         if text.endswith("Z"):
             return to_wall(datetime.strptime(text, "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC), tz)

@@ -226,7 +226,7 @@ class Verifier:
         if trusted.retire_at is not None and now >= trusted.retire_at:
             raise RejectedError("retired_key", key_id=data["kid"])
         signature = protocol.decode_signature(data["sig"])
-        body = data["body"].encode("utf-8")
+        body = data["body"].encode("utf-8", "surrogatepass")  # a lone surrogate no server signs: bad_signature
         if signature is None or not trusted.key.verify(context, body, signature):
             raise RejectedError("bad_signature", key_id=data["kid"])
         return body, trusted
