@@ -13,19 +13,18 @@ refuses anything that slips past both.
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import JSON, func, insert, select, text, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.orm import Session
 
 from broadcast.errors import BroadcastError
 from broadcast.models import AuditEvent, Broadcast, Clip, Delivery, Playlist, Schedule, ScheduleRun, User
-from broadcast.services import audit_chain, broadcasts, clips
+from broadcast.services import audit_chain, broadcasts, bulk, clips
 from broadcast.services.regions import Resolution
 from broadcast.services.schedule_targets import TargetIndex
 from broadcast.services.schedules import recurrence_of
@@ -140,7 +139,7 @@ def _misses(session: Session, pending: dict[int, tuple[Schedule, list[list[tuple
             )
             logger.info("schedule %s: %d occurrence(s) missed from %s", sid, len(span), first)
     if rows:
-        _insert_many(session, ScheduleRun, rows)
+        bulk.insert_rows(session, ScheduleRun, rows)
     return len(rows)
 
 
@@ -232,39 +231,6 @@ def _clip_for(item: Schedule, playlists: dict[int, Playlist], index: int) -> int
     return None if pick is None else int(playlist.clip_ids[pick])
 
 
-def _filled(table: Any, rows: list[dict[str, Any]]) -> tuple[list[str], list[dict[str, Any]]]:
-    """Rows with every column's Python default filled in, once for the lot (a default runs once per row)."""
-    given = set(rows[0])
-    extra: dict[str, Any] = {}
-    for column in table.columns:
-        if column.name not in given and column.default is not None and not column.primary_key:
-            default = column.default
-            extra[column.name] = default.arg(None) if default.is_callable else default.arg
-    return [*given, *extra], [row | extra for row in rows]
-
-
-def _insert_many(
-    session: Session, model: type[AuditEvent | Broadcast | Delivery | ScheduleRun], rows: list[dict[str, Any]]
-) -> None:
-    """Insert many rows (all with the same keys) in one statement: COPY on PostgreSQL, executemany on SQLite.
-
-    Through psycopg an executemany is one statement per row, and SQLAlchemy's pages of 1,000 rows per INSERT
-    cost more to build than to run; COPY sends the lot as one stream, in this transaction.
-    """
-    table = model.__table__
-    columns, rows = _filled(table, rows)
-    connection = session.connection()
-    if connection.dialect.name != "postgresql":
-        connection.execute(insert(table), rows)
-        return
-    as_json = {c for c in columns if isinstance(table.c[c].type, JSON)}
-    raw = connection.connection.dbapi_connection
-    assert raw is not None
-    with raw.cursor() as cursor, cursor.copy(f"COPY {table.name} ({', '.join(columns)}) FROM STDIN") as copy:
-        for row in rows:
-            copy.write_row([json.dumps(row[c]) if c in as_json else row[c] for c in columns])
-
-
 def _new_ids(session: Session, n: int) -> list[int]:
     """Ids for n new broadcasts, known before the insert, so it is one statement on every database.
 
@@ -285,14 +251,14 @@ def _write(session: Session, batch: _Batch) -> int:
     if batch.broadcasts:
         ids = _new_ids(session, len(batch.broadcasts))
         rows = [{"id": i} | row for i, row in zip(ids, batch.broadcasts, strict=True)]
-        _insert_many(session, Broadcast, rows)
+        bulk.insert_rows(session, Broadcast, rows)
         stamp = datetime.now(UTC)  # given, not defaulted: a default is called once per row
         deliveries = [
             {"broadcast_id": bid, "speaker_id": sid, "state": "queued", "resends": 0, "updated_at": stamp}
             for bid, reached in zip(ids, batch.reached, strict=True)
             for sid in reached
         ]
-        _insert_many(session, Delivery, deliveries)
+        bulk.insert_rows(session, Delivery, deliveries)
         for bid, facts, run in zip(ids, batch.audit, batch.runs_made, strict=True):
             run["broadcast_id"] = bid
             detail = {k: v for k, v in facts.items() if k not in ("actor", "regions")}
@@ -311,11 +277,11 @@ def _write(session: Session, batch: _Batch) -> int:
     keys = ("schedule_id", "occurrence_at", "occurrence_index", "version", "clip_id", "state", "broadcast_id", "reason")
     rows = [{k: run.get(k) for k in keys} for run in batch.runs_made + batch.runs]
     if rows:
-        _insert_many(session, ScheduleRun, rows)
+        bulk.insert_rows(session, ScheduleRun, rows)
     if entries:
         # Last: sealing takes the audit chain's lock, held until commit, which other writers wait for.
         audit_chain.seal_rows(session, entries)  # the same entries audit.record writes, sealed in one go
-        _insert_many(session, AuditEvent, entries)
+        bulk.insert_rows(session, AuditEvent, entries)
     session.flush()
     return len(rows)
 
