@@ -6,6 +6,7 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Callable
 from functools import partial
 from typing import Any
 
@@ -61,6 +62,7 @@ class Worker:
         self._standby: threading.Thread | None = None
         self._halt = threading.Event()  # stop waiting for (or watching) the lease
         self.inbox: queue.Queue[tuple[str, Any]] = queue.Queue()
+        self.caught_up_at = time.time()  # the last moment no receipt or state waited in the inbox (see sweep)
         self._stop = threading.Event()
         self._writer = threading.Thread(target=self._write_loop, name="receipt-writer", daemon=True)
         self._scheduler = BackgroundScheduler(timezone="UTC")
@@ -118,7 +120,7 @@ class Worker:
         self._writer.start()
         for job, every_s, ident in (
             (partial(outbox, self.platform), 1, "outbox"),
-            (partial(sweep, self.platform), 5, "sweep"),
+            (partial(sweep, self.platform, lambda: self.caught_up_at), 5, "sweep"),
             (partial(schedule_jobs.run_due, self.platform, lease=self.lease), schedule_jobs.RUN_EVERY_S, "schedules"),
             (self._push_schedules, self.platform.settings["SCHEDULE_PUSH_S"], "schedule-push"),
             (self._reload_key, 10, "reload-key"),
@@ -191,6 +193,7 @@ class Worker:
             try:
                 first = self.inbox.get(timeout=0.2)
             except queue.Empty:
+                self.caught_up_at = time.time()  # nothing waited for the last 0.2 s: every receipt is applied
                 continue
             batch = [first]
             while len(batch) < BATCH:
@@ -202,6 +205,8 @@ class Worker:
                 self._apply(batch)
             except Exception:
                 logger.exception("could not apply %d receipts/states", len(batch))
+            if self.inbox.empty():
+                self.caught_up_at = time.time()
 
     def _apply(self, batch: list[tuple[str, Any]]) -> None:
         # One lock order for every batch (speakers, then deliveries by broadcast and speaker) keeps the
@@ -286,11 +291,18 @@ def outbox(platform: Platform) -> None:
     resend(platform)
 
 
-def sweep(platform: Platform) -> None:
-    """Mark expired deliveries missed, silent speakers offline, and roll up broadcast statuses."""
+def sweep(platform: Platform, caught_up_at: Callable[[], float] | None = None) -> None:
+    """Mark expired deliveries missed, silent speakers offline, and roll up broadcast statuses.
+
+    It judges only by receipts already applied: `caught_up_at` is the last moment the worker had no receipt or
+    state waiting, and only deliveries that expired and speakers that fell silent before it are ended or marked
+    offline. A backlog of receipts (a county's 10,000 at once) therefore never turns a delivery that played into
+    a missed one, nor a speaker that spoke into an offline one; they are judged once the backlog is applied.
+    """
     now = time.time()
+    seen_until = now if caught_up_at is None else min(now, caught_up_at())
     with platform.db.transaction() as session:
-        receipts.expire_deliveries(session, now)
-        receipts.mark_stale_offline(session, platform.settings["OFFLINE_AFTER_S"])
+        receipts.expire_deliveries(session, seen_until)
+        receipts.mark_stale_offline(session, platform.settings["OFFLINE_AFTER_S"], now=seen_until)
         for item in session.scalars(select(Broadcast).where(Broadcast.status != "done")):
             broadcasts.refresh_status(session, item, now)

@@ -170,9 +170,10 @@ def apply_state(session: Session, speaker_id: str, fields: dict[str, Any]) -> st
     return changed
 
 
-def mark_stale_offline(session: Session, offline_after_s: int) -> int:
-    """Speakers silent for too long are offline even if the broker never sent their last will."""
-    limit = utcnow() - timedelta(seconds=offline_after_s)
+def mark_stale_offline(session: Session, offline_after_s: int, *, now: float | None = None) -> int:
+    """Speakers silent for too long (before `now`) are offline even if the broker never sent their last will."""
+    moment = utcnow() if now is None else datetime.fromtimestamp(now, UTC)
+    limit = moment - timedelta(seconds=offline_after_s)
     result = session.execute(
         update(Speaker).where(Speaker.online.is_(True), Speaker.last_seen < limit).values(online=False)
     )

@@ -172,3 +172,27 @@ def test_alarms_come_in_speaker_order_for_every_scope(county: tuple[Any, dict[st
     assert ids[0] == "spk-0-late"
     mine = app.test_client().get("/api/v1/alarms", headers=auth(dalu)).get_json()["items"]
     assert len(mine) == 13, "大路乡's 12 speakers and the new one, though 黄沙铺镇's come first by id"
+
+
+def test_the_sweep_judges_only_by_receipts_already_applied(county: tuple[Any, dict[str, str]]) -> None:
+    """A backlog of receipts never ends a delivery as missed, nor a speaker as offline, before it is applied."""
+    from broadcast.models import Broadcast, Delivery
+    from broadcast.worker import sweep
+
+    app, tokens = county
+    platform = app.extensions["platform"]
+    now = time.time()
+    state(app, SPEAKER, online=True, at=now - platform.settings["OFFLINE_AFTER_S"] - 60)  # just past the limit
+    bid = broadcast(app, tokens["admin"], a_clip(app, tokens["admin"]))
+    with platform.db.transaction() as session:
+        session.get(Broadcast, bid).expires_at = now - 60  # ran out a minute ago
+
+    def judged() -> tuple[str, bool]:
+        with platform.db.transaction() as session:
+            delivery = session.scalar(select(Delivery).where(Delivery.broadcast_id == bid))
+            return delivery.state, session.get(Speaker, SPEAKER).online
+
+    sweep(platform, lambda: now - 120)  # the worker's inbox last ran dry two minutes ago: receipts wait
+    assert judged() == ("queued", True)
+    sweep(platform, time.time)  # caught up: nothing that could say otherwise is waiting
+    assert judged() == ("missed", False)
