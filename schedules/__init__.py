@@ -16,6 +16,7 @@ from schedules.policy import (
 from schedules.recurrence import (
     DEFAULT_TIMEZONE,
     Recurrence,
+    can_end,
     localize,
     next_occurrences,
     occurrences,
@@ -37,6 +38,7 @@ __all__ = [
     "ScheduleError",
     "Slot",
     "build",
+    "can_end",
     "check",
     "choice_for",
     "coalesce_misses",

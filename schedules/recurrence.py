@@ -178,6 +178,11 @@ def next_occurrences(rec: Recurrence, now: datetime, n: int = 5, *, within: time
     return found
 
 
+def can_end(rec: Recurrence) -> bool:
+    """False for a rule that runs for ever (no until, no count, not once): it needs no search for its end."""
+    return rec.kind == "once" or rec.until is not None or rec.count is not None
+
+
 def total(rec: Recurrence) -> int | None:
     """How many times a finite schedule plays in all (skips excluded); None when it never ends."""
     if rec.kind == "once":

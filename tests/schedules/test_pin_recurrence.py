@@ -87,3 +87,23 @@ def test_the_next_five_by_default_searched_up_to_the_horizon_exclusive() -> None
 def test_a_single_play_on_a_skipped_day_plays_zero_times() -> None:
     rec = Recurrence(datetime(2026, 12, 1, 7, 30), exdates=frozenset({date(2026, 12, 1)}))  # build refuses it
     assert total(rec) == 0
+
+
+@pytest.mark.parametrize(
+    ("fields", "ends"),
+    [
+        ({}, True),  # once
+        ({"rrule_text": "FREQ=DAILY"}, False),
+        ({"cron": "30 7 * * 1-5"}, False),
+        ({"rrule_text": "FREQ=DAILY", "until": "2027-06-30"}, True),
+        ({"rrule_text": "FREQ=DAILY", "count": 3}, True),
+        ({"rrule_text": "FREQ=DAILY;COUNT=3"}, True),
+    ],
+)
+def test_only_a_rule_with_an_end_can_end(fields: dict[str, object], ends: bool) -> None:
+    from schedules import can_end
+
+    rec = build(dtstart="2026-12-01T07:30", **fields)
+    assert can_end(rec) is ends
+    if not ends:  # a rule that cannot end still has plays years ahead
+        assert next_occurrences(rec, datetime(2036, 1, 1, tzinfo=SH), 1)
