@@ -112,7 +112,7 @@ def _drop_schema(url: str, schema: str) -> None:
 
 def seed(instance: Path, settings: dict[str, str], speakers: int) -> dict[str, Any]:
     """Admin, county, clip and two broadcasts (a village, a township); returns the token and the paths to read."""
-    from sqlalchemy import select, update
+    from sqlalchemy import select, text, update
 
     from broadcast.models import Delivery, Region
     from broadcast.platform import Platform
@@ -149,6 +149,9 @@ def seed(instance: Path, settings: dict[str, str], speakers: int) -> dict[str, A
             level: len(session.scalars(select(Delivery.id).where(Delivery.broadcast_id == i)).all())
             for level, i in ids.items()
         }
+    if platform.db.engine.dialect.name == "postgresql":
+        with platform.db.engine.begin() as connection:  # what autovacuum does soon after an import this size
+            connection.execute(text("ANALYZE"))
     platform.close()
     return {
         "token": token,

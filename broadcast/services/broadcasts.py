@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
 from broadcast.errors import BroadcastError, forbidden, not_found
@@ -30,6 +30,31 @@ DELIVERY_COLUMNS = select(
     Delivery.finished_at,
     Delivery.reason,
 ).order_by(Delivery.speaker_id)
+# What a reader sees of the broadcast itself, with its clip's fields (None when the clip is gone).
+VIEW_COLUMNS = select(
+    Broadcast.id,
+    Broadcast.status,
+    Broadcast.clip_id,
+    Broadcast.priority,
+    Broadcast.volume,
+    Broadcast.repeat,
+    Broadcast.targets,
+    Broadcast.start_at,
+    Broadcast.expires_at,
+    Broadcast.created_at,
+    Broadcast.created_by,
+    Clip.id.label("clip_found"),
+    Clip.duration_ms,
+    Clip.sha256,
+    Clip.title,
+).outerjoin(Clip, Clip.id == Broadcast.clip_id)
+# The read path's statements are built once: a statement object used again skips SQLAlchemy's construction,
+# cache-key and result-adaptation work, most of what a small Core read costs in Python.
+VIEW_ONE = VIEW_COLUMNS.where(Broadcast.id == bindparam("ident"))
+DELIVERIES_OF = DELIVERY_COLUMNS.where(Delivery.broadcast_id == bindparam("ident"))
+TARGET_NAMES = select(Region.code, Region.name).where(Region.code.in_(bindparam("codes", expanding=True)))
+PARENTS = select(Region.code, Region.parent_code)  # the chain up is all `regions.within` reads
+GRID_OF = select(Speaker.grid_code).where(Speaker.id == bindparam("speaker_id"))
 
 
 @dataclass(frozen=True)
@@ -183,26 +208,42 @@ def create(
     return item
 
 
-def get(session: Session, broadcast_id: object, user: User) -> Broadcast:
-    """A broadcast the user may see, or a not-found error (never a hint that it exists elsewhere)."""
+@dataclass(frozen=True)
+class Caller:
+    """Who reads, as plain values (a token's cached principal): enough to scope a read without the ORM user."""
+
+    id: int
+    role: str
+    region_code: str | None
+
+
+def _ident(broadcast_id: object) -> int:
     try:
-        ident = int(str(broadcast_id))
+        return int(str(broadcast_id))
     except ValueError:
         raise not_found("播发任务", "Broadcast", broadcast_id) from None
-    item = session.get(Broadcast, ident)
+
+
+def get(session: Session, broadcast_id: object, user: User) -> Broadcast:
+    """A broadcast the user may see, or a not-found error (never a hint that it exists elsewhere)."""
+    item = session.get(Broadcast, _ident(broadcast_id))
     if item is None or not visible(session, item, user):
         raise not_found("播发任务", "Broadcast", broadcast_id)
     return item
 
 
-def visible(session: Session, item: Broadcast, user: User, tree: dict[str, Region] | None = None) -> bool:
-    """True when every target of the broadcast lies inside the user's region (`tree`: the loaded regions)."""
-    scope = regions.user_scope(user)
+def visible(session: Session, item: Any, user: User | Caller, tree: dict[str, Any] | None = None) -> bool:
+    """True when every target of the broadcast lies inside the user's region (`tree`: the loaded regions).
+
+    `item` is a Broadcast or a row with its `created_by` and `targets`.
+    """
+    scope = regions.user_scope(user)  # type: ignore[arg-type]
     if scope is None or item.created_by == user.id:
         return True
-    tree = regions.load_tree(session) if tree is None else tree
+    connection = session.connection()
+    tree = {r.code: r for r in connection.execute(PARENTS)} if tree is None else tree
     for target in item.targets:
-        code = target if target in tree else getattr(session.get(Speaker, target), "grid_code", None)
+        code = target if target in tree else connection.scalar(GRID_OF, {"speaker_id": target})
         if code is None or not regions.within(tree, code, scope):
             return False
     return True
@@ -216,64 +257,72 @@ def counts(session: Session, broadcast_id: int) -> dict[str, int]:
     return dict(rows.tuples().all())
 
 
-def refresh_status(
-    session: Session, item: Broadcast, now: float | None = None, tally: dict[str, int] | None = None
-) -> str:
-    """Roll the broadcast's status up from its deliveries: scheduled, sending, playing, done (or still waiting)."""
-    now = time.time() if now is None else now
-    tally = counts(session, item.id) if tally is None else tally
-    if item.status == approvals.REJECTED_STATUS or (item.status == approvals.PENDING_STATUS and tally.get("held")):
-        return item.status  # approvals hook: waiting for (or refused by) an approver, whatever the clock says
+def rolled_up(status: str, start_at: float, tally: dict[str, int], now: float) -> str:
+    """A broadcast's status from its deliveries' counts: scheduled, sending, playing, done (or still waiting)."""
+    if status == approvals.REJECTED_STATUS or (status == approvals.PENDING_STATUS and tally.get("held")):
+        return status  # approvals hook: waiting for (or refused by) an approver, whatever the clock says
     total = sum(tally.values())
     done = sum(n for state, n in tally.items() if state in TERMINAL_STATES)
     if total and done == total:
-        status = "done"
-    elif tally.get("playing") or item.start_at <= now:
-        status = "playing"
-    elif item.start_at > now + 5:
-        status = "scheduled"
-    else:
-        status = "sending"
-    if status == "done" and item.status != "done":
-        # One line per broadcast in the log file: its id, source and how it ended on the speakers.
-        logger.info(
-            "broadcast %s (%s) done: %s", item.id, item.source, ", ".join(f"{k}={v}" for k, v in sorted(tally.items()))
-        )
-    item.status = status
+        return "done"
+    if tally.get("playing") or start_at <= now:
+        return "playing"
+    if start_at > now + 5:
+        return "scheduled"
+    return "sending"
+
+
+def refresh_status(
+    session: Session, item: Broadcast, now: float | None = None, tally: dict[str, int] | None = None
+) -> str:
+    """Roll the broadcast's status up from its deliveries and set it on `item` (the caller commits)."""
+    now = time.time() if now is None else now
+    tally = counts(session, item.id) if tally is None else tally
+    status = rolled_up(item.status, item.start_at, tally, now)
+    if status != item.status:
+        if status == "done":
+            # One line per broadcast in the log file: its id, source and how it ended on the speakers.
+            summary = ", ".join(f"{k}={v}" for k, v in sorted(tally.items()))
+            logger.info("broadcast %s (%s) done: %s", item.id, item.source, summary)
+        item.status = status
     return status
 
 
-def view(session: Session, broadcast_id: object, user: User) -> dict[str, Any]:
+def view(session: Session, broadcast_id: object, user: User | Caller, now: float | None = None) -> dict[str, Any]:
     """A broadcast as the API and console show it, its status rolled up from the same read of its deliveries.
 
+    Core rows, never ORM objects (a read that misses the read cache pays for every one): the broadcast with its
+    clip, its deliveries and its targets' names, and the regions when a scoped user's right to see it is checked.
     The status is computed for the reader only; the worker is the one that persists it.
     """
-    item = get(session, broadcast_id, user)
-    deliveries = [row._asdict() for row in session.execute(DELIVERY_COLUMNS.where(Delivery.broadcast_id == item.id))]
+    connection = session.connection()
+    item = connection.execute(VIEW_ONE, {"ident": _ident(broadcast_id)}).one_or_none()
+    if item is None or not visible(session, item, user):
+        raise not_found("播发任务", "Broadcast", broadcast_id)
+    rows = connection.execute(DELIVERIES_OF, {"ident": item.id})
+    keys = tuple(rows.keys())
+    deliveries = [dict(zip(keys, row, strict=True)) for row in rows.all()]  # one fetchall, not a fetch a row
     tally = dict(Counter(d["state"] for d in deliveries))  # the rows are read anyway: no second query to count them
-    refresh_status(session, item, tally=tally)
-    return describe(session, item, tally, deliveries)
+    status = rolled_up(item.status, item.start_at, tally, time.time() if now is None else now)
+    return describe(session, item, status, tally, deliveries)
 
 
 def describe(
-    session: Session, item: Broadcast, tally: dict[str, int], deliveries: list[dict[str, Any]] | None = None
+    session: Session, item: Any, status: str, tally: dict[str, int], deliveries: list[dict[str, Any]]
 ) -> dict[str, Any]:
-    """The API view of a broadcast with every delivery (`tally`: its counts by state; `deliveries`: rows read)."""
-    if deliveries is None:
-        deliveries = [
-            row._asdict() for row in session.execute(DELIVERY_COLUMNS.where(Delivery.broadcast_id == item.id))
-        ]
-    clip = session.get(Clip, item.clip_id)
-    tree_names = {r.code: r.name for r in session.scalars(select(Region).where(Region.code.in_(item.targets)))}
+    """The API view of a broadcast (`item`: a VIEW_COLUMNS row) with its status, counts and every delivery."""
+    names = dict(session.connection().execute(TARGET_NAMES, {"codes": item.targets}).tuples().all())
     return {
         "id": item.id,
-        "status": item.status,
+        "status": status,
         "clip_id": item.clip_id,
-        "clip": {"duration_ms": clip.duration_ms, "sha256": clip.sha256, "title": clip.title} if clip else None,
+        "clip": None
+        if item.clip_found is None
+        else {"duration_ms": item.duration_ms, "sha256": item.sha256, "title": item.title},
         "priority": item.priority,
         "volume": item.volume,
         "repeat": item.repeat,
-        "targets": [{"id": t, "name": tree_names.get(t, t)} for t in item.targets],
+        "targets": [{"id": t, "name": names.get(t, t)} for t in item.targets],
         "start_at": item.start_at,
         "expires_at": item.expires_at,
         "created_at": item.created_at.isoformat(),

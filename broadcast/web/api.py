@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import logging
 import time
+from datetime import datetime
 from typing import Any
 
 from flask import Blueprint, Response, g, jsonify, request
 
 from broadcast.errors import BroadcastError, not_found
 from broadcast.models import PRIORITIES
-from broadcast.services import broadcasts, clips, fleet, regions
+from broadcast.services import broadcasts, clips, fleet, regions, speaker_admin
 from broadcast.services.sending import send_broadcast
 from broadcast.web.context import client_address, db, platform
 from broadcast.web.openapi import ID_MAX, cached_document, declare
@@ -268,11 +269,7 @@ def get_broadcast(broadcast_id: str) -> Response:
     """A broadcast's status and every speaker's delivery."""
     if not (broadcast_id.isascii() and broadcast_id.isdigit() and 0 < int(broadcast_id[:12]) <= ID_MAX):
         raise not_found("播发任务", "Broadcast", broadcast_id[:40])  # no database integer holds it: unknown
-    session = db()
-    with session.no_autoflush:  # the rolled-up status is shown, never written: a read stays a read
-        shown = broadcasts.view(session, broadcast_id, g.user)
-    session.expunge_all()
-    return jsonify(shown)
+    return jsonify(broadcasts.view(db(), broadcast_id, g.user))  # plain rows: nothing to flush, a read stays a read
 
 
 @api.get("/regions")
@@ -283,13 +280,45 @@ def list_regions() -> Response:
     return jsonify({"items": [region_json(r) for r in regions.visible_regions(db(), g.user)]})
 
 
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment else None
+
+
+def speaker_row_json(row: Any) -> dict[str, Any]:
+    """What admin_api.speaker_admin_json shows of a speaker, from a `speaker_admin.list_page` row in one dict."""
+    return {
+        "id": row.id,
+        "name": row.name,
+        "region_code": row.grid_code,
+        "online": row.online,
+        "last_seen": _iso(row.last_seen),
+        "volume": row.volume,
+        "agent_version": row.agent_version,
+        "playing": row.playing_broadcast_id,
+        "clock_offset_ms": row.clock_offset_ms,
+        "cache_bytes": row.cache_bytes,
+        "rejected_count": row.rejected_count,
+        "schedule_synced_at": _iso(row.schedule_synced_at),
+        "latitude": row.latitude,
+        "longitude": row.longitude,
+        "grid_code": row.grid_code,
+        "address": row.address,
+        "notes": row.notes,
+        "sim_number": row.sim_number,
+        "test_speaker": row.test_speaker,
+        "enabled": row.enabled,
+        "provisioned": row.broker_password_hash is not None,
+        "retired_at": _iso(row.retired_at),
+        "state": speaker_admin.state_of(row),
+    }
+
+
 @api.get("/speakers")
 @cached_read
 @declare(query=PAGE_QUERY, response=ITEMS)
 def list_speakers() -> Response:
     """Speakers in the user's region with their state: paginated, filtered by ?region= and ?state=."""
-    from broadcast.services import speaker_admin
-    from broadcast.web.admin_api import int_arg, speaker_admin_json
+    from broadcast.web.admin_api import int_arg
 
     found = speaker_admin.list_page(
         db(),
@@ -299,7 +328,7 @@ def list_speakers() -> Response:
         page=int_arg("page", 1),
         per_page=int_arg("per_page", 500),
     )
-    items = [speaker_admin_json(s) for s in found.items]
+    items = [speaker_row_json(s) for s in found.items]
     return jsonify({"items": items, "total": found.total, "page": found.page, "per_page": found.per_page})
 
 

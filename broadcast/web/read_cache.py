@@ -5,6 +5,9 @@ never another's (a scoped user never sees an answer made for a wider scope). Any
 drops every entry (broadcast.web.caches), so a write is seen by the next read here; another process's write
 is seen within READ_CACHE_S. Only 200 answers are kept; errors (the only answers in the client's language)
 are made afresh each time.
+
+A miss reads as the caller's principal (a `Caller` in g.user: id, role, region), not the ORM user: the views
+behind it only scope by those, and the principal is as fresh as the token cache (security.TOKEN_CACHE_S).
 """
 
 from __future__ import annotations
@@ -14,11 +17,12 @@ from collections.abc import Callable
 from functools import wraps
 from typing import Any, TypeVar
 
-from flask import Response, current_app, make_response, request
+from flask import Response, current_app, g, make_response, request
 from werkzeug.http import quote_etag
 
+from broadcast.services.broadcasts import Caller
 from broadcast.web import caches
-from broadcast.web.security import authenticate, load_caller
+from broadcast.web.security import authenticate
 
 F = TypeVar("F", bound=Callable[..., Any])
 READ_CACHE_S = 1.0
@@ -51,7 +55,8 @@ def cached_read(view: F) -> F:
         found = cache.get(key)
         if found is None:
             made_in = caches.generation()
-            load_caller(principal)
+            if g.get("auth_kind") == "token":  # a console session's g.user is its ORM user already
+                g.user = Caller(principal.user_id, principal.role, principal.region_code)
             response = make_response(view(*args, **kwargs))
             if response.status_code != 200:
                 return response
