@@ -79,4 +79,3 @@ def calendar(session: Session, user: User, first: date, days: int, tz: ZoneInfo)
         for day, entries in sorted(by_day.items())
         if first <= day < first + timedelta(days=days)
     ]
-
