@@ -77,8 +77,8 @@ def init_app(app: Flask) -> None:
 
 def _record_refusal(code: str) -> None:
     """A refused attempt (403) is an audit event of its own, written outside the request's rolled-back work."""
-    user = g.get("user")
-    actor = user.username if user is not None else "-"
+    user = g.get("user")  # an ORM user, or a token's light Caller on a cached API read (no username)
+    actor = "-" if user is None else getattr(user, "username", None) or f"user#{user.id}"
 
     def write(session: Session) -> None:
         audit.record(
