@@ -33,3 +33,18 @@ def test_a_permitted_request_leaves_no_refusal(client: Any, tokens: dict[str, st
     assert client.get("/api/v1/regions", headers=auth(tokens["village_head"])).status_code == 200
     with client.application.extensions["platform"].db.transaction() as session:
         assert session.scalars(select(AuditEvent).where(AuditEvent.action == "access.denied")).all() == []
+
+
+def test_a_refusal_by_a_token_caller_without_an_orm_user_names_it_by_id(app: Any) -> None:
+    """On a cached API read g.user is a light Caller (no username): the refusal is still audited, by user id."""
+    from flask import g
+
+    from broadcast.services.broadcasts import Caller
+    from broadcast.web.errors import _record_refusal
+
+    with app.test_request_context("/api/v1/speakers"):
+        g.user = Caller(7, "viewer", None)
+        _record_refusal("forbidden")
+    with app.extensions["platform"].db.transaction() as session:
+        refused = session.scalars(select(AuditEvent).where(AuditEvent.action == "access.denied")).all()
+    assert [e.actor for e in refused] == ["user#7"]
