@@ -117,13 +117,16 @@ def issue(
     targets: list[str],
     expires_at: float,
     broadcast_id: int | None = None,
+    issued_at: float | None = None,
 ) -> Command:
     """Check a command against the protocol's schemas and record it; the autoincrement gives its sequence number.
+
+    `issued_at` is the moment the sender fixed the command's start from (default: now).
 
     Raises:
         BroadcastError: the command would be rejected by every speaker (nothing is stored).
     """
-    issued_at = time.time()
+    issued_at = time.time() if issued_at is None else issued_at
     check(kind, body, targets, issued_at=issued_at, expires_at=expires_at)
     command = Command(
         command_id=uuid.uuid4().hex,

@@ -44,7 +44,8 @@ def send_broadcast(
     clip = session.get(Clip, item.clip_id)
     assert clip is not None
     settings = platform.settings
-    hold_lead(item, settings["START_LEAD_MS"] / 1000 if lead_s is None else lead_s)
+    now = time.time()  # the start is held a full lead after this moment, which the command records as issued
+    hold_lead(item, settings["START_LEAD_MS"] / 1000 if lead_s is None else lead_s, now)
     store = platform.media_store
     inline = inline and item.priority in commands.INLINE_PRIORITIES and store.exists(clip.sha256)
     body = commands.play_body(
@@ -57,7 +58,13 @@ def send_broadcast(
         inline_max_bytes=settings["INLINE_MEDIA_MAX_BYTES"],
     )
     command = commands.issue(
-        session, kind="play", body=body, targets=item.wire_targets, expires_at=item.expires_at, broadcast_id=item.id
+        session,
+        kind="play",
+        body=body,
+        targets=item.wire_targets,
+        expires_at=item.expires_at,
+        broadcast_id=item.id,
+        issued_at=now,
     )
     session.commit()
     try:
