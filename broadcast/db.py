@@ -18,10 +18,12 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from broadcast.errors import BroadcastError
+from broadcast.write_gate import WriteGate
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 MIGRATIONS = Path(__file__).parent / "migrations"
+GATE_TIMEOUT_S = 15.0  # as long as SQLite's own busy timeout
 
 
 def alembic_config() -> Config:
@@ -68,6 +70,8 @@ class Database:
         if url.startswith("sqlite"):
             event.listen(self.engine, "connect", _sqlite_pragmas)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+        # SQLite: this process's short write transactions (`run`) take turns in arrival order.
+        self.gate = WriteGate() if url.startswith("sqlite") else None
 
     def session(self) -> Session:
         """A new session; the caller closes it."""
@@ -90,7 +94,7 @@ class Database:
         """Run `work` in its own transaction, retrying when the database reports a deadlock or a lock timeout."""
         for attempt in range(1, attempts + 1):
             try:
-                with self.transaction() as session:
+                with self._turn(), self.transaction() as session:
                     return work(session)
             except OperationalError as exc:
                 if attempt == attempts or not is_transient(exc):
@@ -98,6 +102,16 @@ class Database:
                 logger.info("transient database conflict (attempt %d): %s", attempt, str(exc).splitlines()[0])
                 time.sleep(0.05 * attempt + random.random() * 0.05)
         raise AssertionError("unreachable")
+
+    @contextmanager
+    def _turn(self) -> Iterator[None]:
+        if self.gate is None:
+            yield
+            return
+        with self.gate.held(GATE_TIMEOUT_S) as got:
+            if not got:
+                logger.warning("waited %.0f s for this process's SQLite writers; writing unqueued", GATE_TIMEOUT_S)
+            yield
 
     def is_initialized(self) -> bool:
         """True when the schema exists (migrations have run)."""
