@@ -7,7 +7,7 @@ import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from shapely import Point, Polygon, STRtree, affinity
+from shapely import Point, Polygon, STRtree, affinity, make_valid
 from shapely.geometry.base import BaseGeometry
 
 from broadcast.alerts.model import Area, Circle
@@ -97,11 +97,15 @@ def circle_shape(circle: Circle) -> BaseGeometry:
 
 
 def area_shapes(area: Area) -> list[BaseGeometry]:
-    """The area's polygons and circles as Shapely shapes in (lon, lat)."""
+    """The area's polygons and circles as Shapely shapes in (lon, lat).
+
+    A self-intersecting ring (a figure eight) is repaired with `make_valid`, which keeps every lobe;
+    `buffer(0)` would keep only one of them and silently drop the speakers in the other.
+    """
     shapes: list[BaseGeometry] = []
     for points in area.polygons:
         polygon = Polygon([(lon, lat) for lat, lon in points])
-        shapes.append(polygon if polygon.is_valid else polygon.buffer(0))
+        shapes.append(polygon if polygon.is_valid else make_valid(polygon))
     shapes.extend(circle_shape(c) for c in area.circles)
     return shapes
 
