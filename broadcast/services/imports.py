@@ -327,10 +327,8 @@ def import_speakers(session: Session, data: bytes, *, user: User | None, dry_run
     report.problems.sort(key=lambda p: p.row)
     if report.problems or dry_run:
         return report
-    if new:
-        keys = {k for row in new for k in row}
-        defaults = {"latitude": None, "longitude": None, "address": None, "test_speaker": False}
-        session.execute(insert(Speaker), [{**{k: defaults.get(k) for k in keys}, **row} for row in new])
+    if new:  # every row of one sheet has the same keys (its columns); the model's defaults fill the rest
+        session.execute(insert(Speaker), new)
     for speaker, diff in changed:
         for key, value in diff.items():
             setattr(speaker, key, value)
@@ -364,6 +362,10 @@ def _flag_zh(value: bool) -> str:
 
 def export_rows(session: Session, kind: str, user: User | None) -> tuple[list[str], list[list[Any]]]:
     """Headers (in Chinese, as the import reads them) and rows of every region or speaker the user may see."""
+    if kind not in COLUMNS:  # checked first: an unknown kind is this error, never a KeyError
+        raise BroadcastError(
+            "invalid_kind", f"未知的导出类型：{kind}", f"Unknown export kind: {kind}", kind="not_found"
+        )
     headers = [zh for _f, zh in COLUMNS[kind]]
     if kind == "regions":
         shown = (
@@ -373,10 +375,6 @@ def export_rows(session: Session, kind: str, user: User | None) -> tuple[list[st
         )
         ordered = sorted(shown, key=lambda r: (LEVELS.index(r.level), r.code))
         return headers, [[r.code, r.name, r.parent_code or "", LEVEL_ZH[r.level]] for r in ordered]
-    if kind != "speakers":
-        raise BroadcastError(
-            "invalid_kind", f"未知的导出类型：{kind}", f"Unknown export kind: {kind}", kind="not_found"
-        )
     tree = regions.load_tree(session)
     scope = regions.user_scope(user) if user else None
     query = select(Speaker).where(Speaker.retired_at.is_(None)).order_by(Speaker.id)
