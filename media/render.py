@@ -229,8 +229,9 @@ def _encoder_args(config: MediaConfig, out: Path) -> list[str]:
 def _waveform(unit_peaks: np.ndarray, points: int = _WAVEFORM_POINTS) -> list[float]:
     if unit_peaks.size == 0:
         return []
-    bins = np.array_split(unit_peaks, min(points, unit_peaks.size))
-    return [round(min(1.0, float(b.max())), 3) for b in bins]
+    # evenly spaced bins, so each point stands for the same stretch of time (to one unit)
+    starts = np.linspace(0, unit_peaks.size, min(points, unit_peaks.size) + 1).astype(int)[:-1]
+    return [round(min(1.0, float(p)), 3) for p in np.maximum.reduceat(unit_peaks, starts)]
 
 
 def render(segments: list[Segment], config: MediaConfig, out_path: Path) -> Rendered:

@@ -3,6 +3,9 @@ silence and trimming thresholds, clipping, duration limits, broken input."""
 
 from __future__ import annotations
 
+import logging
+import re
+import subprocess
 from dataclasses import replace
 from pathlib import Path
 
@@ -19,7 +22,9 @@ from media.analyze import (
     filter_graph,
     trim_range,
 )
+from media.bs1770 import max_momentary
 from media.errors import MediaError
+from media.runner import ffmpeg_exe
 from tests.audio import ffmpeg, write_wav
 from tests.meter import measure
 
@@ -276,3 +281,133 @@ def test_an_mp3_cut_short_of_its_declared_duration_is_corrupt(tmp_path: Path) ->
 def test_declared_duration_reads_hours_minutes_and_seconds() -> None:
     assert _declared_duration("  Duration: 01:02:03.50, start: 0") == 3723.5
     assert _declared_duration("  Duration: N/A, bitrate: N/A") is None
+
+
+def test_unit_peak_is_each_units_peak_of_either_polarity(tmp_path: Path) -> None:
+    """unit_peak holds, per 10 ms unit, the largest magnitude of the spooled (high-passed) samples, + or -."""
+    theta = 2 * np.pi * 1000 * np.arange(2 * SR) / SR
+    lopsided = np.sin(theta) + 0.5 * np.cos(2 * theta)  # peaks near +0.75 and -1.5
+    level = np.where(np.arange(2 * SR) < SR // 2, 0.05, 0.4)  # quiet, then loud, inside the first second
+    prepared = _run(tmp_path, lopsided * level)
+    spooled = np.fromfile(prepared.raw_path, dtype="<f4").reshape(-1, ULEN)
+    np.testing.assert_array_equal(prepared.unit_peak, np.abs(spooled).max(axis=1))
+    assert prepared.unit_peak[10:40].max() == pytest.approx(0.05 * 1.5, rel=0.1)  # the quiet part keeps its level
+    assert -spooled[60:].min() > 1.2 * spooled[60:].max()  # the negative side is the peak here
+    assert replace(prepared, start_unit=10, end_unit=40).peak_db == pytest.approx(20 * np.log10(0.075), abs=1.0)
+
+
+def test_clipping_counts_samples_at_0_9_and_ignores_samples_at_0_01(tmp_path: Path) -> None:
+    """A sample exactly at 0.9 is near full scale; one exactly at 0.01 (-40 dBFS) is not sounding."""
+    square = np.where(np.arange(SR) // 12 % 2 == 0, 1.0, -1.0)  # 1 kHz, every sample at full magnitude
+    x = np.concatenate((0.9 * square, 0.5 * square, 0.01 * square))
+    prepared = _run(tmp_path, x)
+    assert prepared.clipped_fraction == 0.5  # 24000 clipped of the 48000 sounding samples
+
+
+def test_a_quiet_input_with_nothing_sounding_has_no_clipping(tmp_path: Path) -> None:
+    """An input loud enough to keep but with every sample under 0.01 has a clipped fraction of 0, not a division."""
+    prepared = _run(tmp_path, _tone(2.0, 0.009))  # about -44 LUFS: over the -50 silence level
+    assert prepared.loudness == pytest.approx(20 * np.log10(0.009) - 3.01, abs=0.2)
+    assert prepared.clipped_fraction == 0.0
+
+
+def test_a_loudest_level_exactly_at_the_silence_level_is_silent(tmp_path: Path) -> None:
+    """The loudest momentary level must be above silence_lufs; at it exactly the input is silent."""
+    x = _tone(2.0, 0.006)
+    loudest = max_momentary(_run(tmp_path, x).unit_energy, ULEN)
+    err = _code(tmp_path, x, replace(MediaConfig(), silence_lufs=loudest))
+    assert err.code == "media.silent"
+    assert err.details["limit_lufs"] == loudest
+
+
+def test_a_declared_length_is_trusted_to_2_percent_and_0_3_seconds(tmp_path: Path) -> None:
+    """Decoding declared x 0.98 - 0.3 s is enough; less is a truncated file (here a FLAC whose header says more)."""
+    wav = write_wav(tmp_path / "tone.wav", _tone(3.62, 0.5), SR)
+    flac = tmp_path / "tone.flac"
+    ffmpeg("-i", str(wav), "-c:a", "flac", str(flac))
+
+    def declaring(samples: int) -> list[str]:
+        data = bytearray(flac.read_bytes())
+        assert data[:4] == b"fLaC"
+        # STREAMINFO: the low 36 bits of bytes 18-25 are the stream's total sample count
+        field = int.from_bytes(data[18:26], "big")
+        data[18:26] = (field & ~((1 << 36) - 1) | samples).to_bytes(8, "big")
+        path = tmp_path / f"declares-{samples}.flac"
+        path.write_bytes(bytes(data))
+        return ["-i", str(path)]
+
+    assert analyze(declaring(86880), tmp_path / "out.raw", MediaConfig()).end_unit == 362  # the whole file
+    # declared 4.00 s: 4.00 x 0.98 - 0.3 = 3.62 s, exactly what decodes
+    assert analyze(declaring(96000), tmp_path / "out.raw", MediaConfig()).end_unit == 362
+    with pytest.raises(MediaError) as err:  # declared 4.01 s: 3.6298 s needed
+        analyze(declaring(96240), tmp_path / "out.raw", MediaConfig())
+    assert err.value.code == "media.corrupt"
+    assert err.value.details["detail"] == "decoded 3.62 s of 4.01 s declared"
+    with pytest.raises(MediaError):  # declared 5.00 s: 4.6 s needed
+        analyze(declaring(120000), tmp_path / "out.raw", MediaConfig())
+
+
+def test_a_duration_estimated_from_the_bitrate_is_not_held_against_the_file(tmp_path: Path) -> None:
+    """A VBR MP3 without a Xing header gets a length guessed from its first frames; decoding less is no fault."""
+    rng = np.random.default_rng(3)
+    x = np.concatenate((np.zeros(SR), rng.normal(0, 0.2, 3 * SR)))  # silence encodes small, noise large
+    wav = write_wav(tmp_path / "vbr.wav", x, SR)
+    mp3 = tmp_path / "vbr.mp3"
+    ffmpeg("-i", str(wav), "-c:a", "libmp3lame", "-q:a", "0", "-write_xing", "0", str(mp3))
+    declared = _declared_duration(_ffmpeg_stderr(mp3))
+    assert declared is not None
+    assert declared > 2 * 4.0  # the estimate is far over the 4 s the file holds
+    prepared = analyze(["-i", str(mp3)], tmp_path / "out.raw", MediaConfig())
+    assert np.fromfile(prepared.raw_path, dtype="<f4").size / SR == pytest.approx(4.0, abs=0.1)
+
+
+def test_a_decoder_error_reports_only_the_error_lines(tmp_path: Path) -> None:
+    """The corrupt error's detail is ffmpeg's error lines, without its info and warning chatter."""
+    wav = write_wav(tmp_path / "whole.wav", _tone(4.0, 0.5), SR)
+    data = wav.read_bytes()
+    cut = tmp_path / "cut.wav"
+    cut.write_bytes(data[: len(data) - 2 * SR + 1])  # half a sample at the end: the decoder refuses it
+    stderr = _ffmpeg_stderr(cut)
+    assert "[info]" in stderr
+    assert "[warning]" in stderr
+    with pytest.raises(MediaError) as err:
+        analyze(["-f", "wav", "-i", str(cut)], tmp_path / "out.raw", MediaConfig())
+    lines = err.value.details["detail"].splitlines()
+    assert lines
+    for line in lines:
+        assert line.startswith("[")
+        assert "[error]" in line or "[fatal]" in line
+
+
+def test_a_decode_failure_logs_the_exit_code_and_the_last_three_errors(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The operator's log line names ffmpeg's exit code and its last three error lines."""
+    path = tmp_path / "junk.mp3"
+    path.write_bytes(np.random.default_rng(1).bytes(4000))
+    with caplog.at_level(logging.INFO, logger="media.analyze"), pytest.raises(MediaError) as err:
+        analyze(["-f", "mp3", "-i", str(path)], tmp_path / "out.raw", MediaConfig())
+    lines = err.value.details["detail"].splitlines()
+    assert len(lines) > 3
+    messages = [r.getMessage() for r in caplog.records if r.name == "media.analyze"]
+    assert len(messages) == 1
+    found = re.fullmatch(r"decode failed \(rc=(\d+)\): (.*)", messages[0])
+    assert found
+    assert int(found[1]) != 0
+    assert found[2] == " | ".join(lines[-3:])
+
+
+def test_nothing_decoded_says_so(tmp_path: Path) -> None:
+    """An input that decodes to no samples at all is corrupt with the detail "no audio decoded"."""
+    err = _code(tmp_path, np.zeros(0))
+    assert err.details["detail"] == "no audio decoded"
+
+
+def _ffmpeg_stderr(path: Path) -> str:
+    """What ffmpeg says (level-tagged) when it decodes PATH to nothing."""
+    return subprocess.run(
+        [ffmpeg_exe(), "-nostdin", "-hide_banner", "-loglevel", "level+info", "-i", str(path), "-f", "null", "-"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stderr
