@@ -160,7 +160,8 @@ def test_empty_input_is_corrupt(tmp_path: Path) -> None:
     assert _code(tmp_path, np.zeros(0)).code == "media.corrupt"
 
 
-def test_a_wav_cut_short_of_its_declared_length_is_corrupt(tmp_path: Path) -> None:
+def test_a_wav_cut_mid_sample_short_of_its_declared_length_is_corrupt(tmp_path: Path) -> None:
+    """A cut between two bytes of a sample fails the declared-length check (a cut between samples: intake's)."""
     wav = write_wav(tmp_path / "long.wav", _tone(4.0, 0.5), SR)
     data = wav.read_bytes()
     cut = tmp_path / "cut.wav"

@@ -64,6 +64,19 @@ def test_truncated(
     assert_rejected(cut, store, config, "media.corrupt")
 
 
+def test_a_wav_cut_at_a_whole_sample_is_refused_at_intake(
+    speech_samples: np.ndarray, tmp_path: Path, store: MediaStore, config: MediaConfig
+) -> None:
+    """ffmpeg sizes a WAV cut between two samples by its file and decodes it whole; intake reads the header."""
+    whole = write_wav(tmp_path / "in.wav", speech_samples * 0.3, SR)
+    data = whole.read_bytes()
+    header = data.index(b"data") + 8
+    keep = header + (len(data) - header) // 2 // 4 * 4  # about half the frames, ending on a frame boundary
+    cut = tmp_path / "cut.wav"
+    cut.write_bytes(data[:keep])
+    assert_rejected(cut, store, config, "media.corrupt")
+
+
 def test_garbage_after_a_valid_header(tmp_path: Path, store: MediaStore, config: MediaConfig) -> None:
     path = tmp_path / "bad.flac"
     path.write_bytes(b"fLaC" + bytes(np.random.default_rng(1).integers(0, 256, 20_000, dtype=np.uint8)))
