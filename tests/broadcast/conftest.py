@@ -2,17 +2,30 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import pytest
 
 from broadcast import demo
-from broadcast.services import accounts
+from broadcast.db import Database
+from broadcast.services import accounts, regions
 
 HUANGSHA = "421224104000"  # township 黄沙铺镇
 DALU = "421224205000"  # township 大路乡
 HUANGSHA_VILLAGE = "421224104201"  # 黄沙村
 COUNTY = "421224000000"
+
+
+def database_with_regions(database_url: str, rows: Iterable[tuple[str, str, str, str | None]]) -> Database:
+    """A current database (migrations run) holding these regions: (code, name, level, parent), parents first."""
+    database = Database(database_url)
+    database.upgrade()
+    with database.transaction() as session:
+        for code, name, level, parent in rows:
+            regions.create_region(session, code, name, level, parent)
+            session.flush()
+    return database
 
 
 def seed_county(app: Any) -> dict[str, str]:

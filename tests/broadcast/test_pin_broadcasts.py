@@ -20,6 +20,7 @@ from broadcast.models import Approval, AuditEvent, Broadcast, Clip, Delivery, Sp
 from broadcast.services import broadcasts, regions
 from broadcast.services.broadcasts import Caller, Rules
 from broadcast.services.quiet_hours import QuietHours
+from tests.broadcast.conftest import database_with_regions
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 NOON = datetime(2026, 11, 23, 12, 0, tzinfo=SHANGHAI).timestamp()  # a Monday noon in the county
@@ -42,10 +43,9 @@ RULES = Rules(
 @pytest.fixture
 def db(database_url: str) -> Iterator[Database]:
     """A small county: two townships, three grids with speakers, users of every role and two clips."""
-    database = Database(database_url)
-    database.upgrade()
-    with database.transaction() as session:
-        for code, name, level, parent in (
+    database = database_with_regions(
+        database_url,
+        (
             (COUNTY, "县", "county", None),
             (TOWN, "甲镇", "township", COUNTY),
             (OTHER_TOWN, "乙镇", "township", COUNTY),
@@ -54,9 +54,9 @@ def db(database_url: str) -> Iterator[Database]:
             (GRID, "甲一网格", "grid", VILLAGE),
             (GRID_B, "甲二网格", "grid", VILLAGE),
             (OTHER_GRID, "乙一网格", "grid", OTHER_VILLAGE),
-        ):
-            regions.create_region(session, code, name, level, parent)
-            session.flush()
+        ),
+    )
+    with database.transaction() as session:
         for speaker_id, grid, enabled in (
             ("s1", GRID, True), ("s2", GRID, True), ("s3", GRID_B, True), ("s-off", GRID_B, False),
             ("s4", OTHER_GRID, True),

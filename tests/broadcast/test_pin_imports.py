@@ -17,6 +17,7 @@ from broadcast.errors import BroadcastError
 from broadcast.models import AuditEvent, Region, Speaker, User
 from broadcast.services import imports, spreadsheets
 from broadcast.services.imports import ImportReport, Problem
+from tests.broadcast.conftest import database_with_regions
 
 COUNTY, TOWN, OTHER_TOWN = "421224000000", "421224104000", "421224205000"
 VILLAGE, OTHER_VILLAGE = "421224104201", "421224205201"
@@ -28,10 +29,9 @@ SPEAKER_HEADERS = ["终端编号", "名称", "网格代码", "纬度", "经度",
 @pytest.fixture
 def db(database_url: str) -> Iterator[Database]:
     """A county with two townships, a village and grid or two in each, three speakers (one retired) and users."""
-    database = Database(database_url)
-    database.upgrade()
-    with database.transaction() as session:
-        for code, name, level, parent in (
+    database = database_with_regions(
+        database_url,
+        (
             (COUNTY, "通山县", "county", None),
             (TOWN, "黄沙铺镇", "township", COUNTY),
             (OTHER_TOWN, "大路乡", "township", COUNTY),
@@ -40,9 +40,9 @@ def db(database_url: str) -> Iterator[Database]:
             (GRID, "黄沙一网格", "grid", VILLAGE),
             (GRID_B, "黄沙二网格", "grid", VILLAGE),
             (OTHER_GRID, "大路一网格", "grid", OTHER_VILLAGE),
-        ):
-            session.add(Region(code=code, name=name, level=level, parent_code=parent))
-            session.flush()
+        ),
+    )
+    with database.transaction() as session:
         session.add_all(
             [
                 Speaker(id="spk-1", name="村口", grid_code=GRID, latitude=29.5, longitude=114.5, address="村口"),

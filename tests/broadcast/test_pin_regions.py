@@ -11,6 +11,7 @@ from broadcast.db import Database
 from broadcast.errors import BroadcastError
 from broadcast.models import Region, Speaker, User
 from broadcast.services import regions
+from tests.broadcast.conftest import database_with_regions
 
 COUNTY, TOWN, OTHER_TOWN = "100000", "100100", "100200"
 VILLAGE, OTHER_VILLAGE = "100101", "100201"
@@ -21,10 +22,9 @@ EMPTY_GRID = "1001012"
 @pytest.fixture
 def db(database_url: str) -> Iterator[Database]:
     """A current database holding a small county: two townships, three grids with speakers and one without."""
-    database = Database(database_url)
-    database.upgrade()
-    with database.transaction() as session:
-        for code, name, level, parent in (
+    database = database_with_regions(
+        database_url,
+        (
             (COUNTY, "县", "county", None),
             (TOWN, "甲镇", "township", COUNTY),
             (OTHER_TOWN, "乙镇", "township", COUNTY),
@@ -34,9 +34,9 @@ def db(database_url: str) -> Iterator[Database]:
             (GRID_B, "甲二网格", "grid", VILLAGE),
             (EMPTY_GRID, "甲三网格", "grid", VILLAGE),
             (OTHER_GRID, "乙一网格", "grid", OTHER_VILLAGE),
-        ):
-            regions.create_region(session, code, name, level, parent)
-            session.flush()
+        ),
+    )
+    with database.transaction() as session:
         for speaker_id, grid, enabled in (
             ("s1", GRID, True), ("s2", GRID, True), ("s3", GRID_B, True), ("s-off", GRID_B, False),
             ("s4", OTHER_GRID, True), ("s-off-empty", EMPTY_GRID, False),
