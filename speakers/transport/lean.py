@@ -13,6 +13,7 @@ import logging
 import random
 import ssl
 import struct
+import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
@@ -24,9 +25,19 @@ logger = logging.getLogger(__name__)
 MessageCallback = Callable[[str, bytes, bool], None]
 
 
-# Reads land in one scratch buffer per process (asyncio hands it out, fills it and returns before the next
-# read), instead of a fresh 256 KiB allocation per read: thousands of connections read small packets.
-_SCRATCH = memoryview(bytearray(65536))
+# Reads land in one scratch buffer per thread (asyncio hands it out, fills it and returns before its loop
+# reads again), instead of a fresh 256 KiB allocation per read: thousands of connections read small packets.
+# Per thread, not per process: two event loops in two threads would otherwise read into the same bytes, and
+# one connection could parse what the other received.
+_LOCAL = threading.local()
+
+
+def _scratch() -> memoryview:
+    """This thread's read buffer."""
+    buffer: memoryview | None = getattr(_LOCAL, "scratch", None)
+    if buffer is None:
+        buffer = _LOCAL.scratch = memoryview(bytearray(65536))
+    return buffer
 
 
 class LeanMqttClient(asyncio.BufferedProtocol):
@@ -197,12 +208,12 @@ class LeanMqttClient(asyncio.BufferedProtocol):
         self._retry()
 
     def get_buffer(self, sizehint: int) -> memoryview:
-        """Where asyncio should read into (see _SCRATCH)."""
-        return _SCRATCH
+        """Where asyncio should read into: this thread's scratch buffer."""
+        return _scratch()
 
     def buffer_updated(self, nbytes: int) -> None:
-        """Take what was read into the scratch buffer."""
-        self.data_received(_SCRATCH[:nbytes])
+        """Take what was read into this thread's scratch buffer."""
+        self.data_received(_scratch()[:nbytes])
 
     def data_received(self, data: bytes | memoryview) -> None:
         """Parse whole packets out of the stream."""

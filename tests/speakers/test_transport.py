@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import Callable
 
@@ -11,7 +12,7 @@ import pytest
 from speakers.broker import EmbeddedBroker
 from speakers.errors import SpeakerError
 from speakers.mosquitto_proc import free_port
-from speakers.transport import BrokerAddress, Message, connect
+from speakers.transport import BrokerAddress, Message, codec, connect
 from speakers.transport.lean import LeanMqttClient
 
 from .conftest import Collector
@@ -31,6 +32,44 @@ def lean(url: str, client_id: str, got: list, subs: list[tuple[str, int]], **kw:
         address.host, address.port, client_id=client_id, subscriptions=subs,
         on_message=lambda t, p, r: got.append((t, p, r)), reconnect_min_s=0.1, reconnect_max_s=0.5, **kw,
     )  # fmt: skip
+
+
+def test_two_loops_in_two_threads_each_parse_only_what_their_own_socket_read() -> None:
+    """The read buffer asyncio fills is per thread: a speaker's agent beside another one's must not parse its bytes.
+
+    This is the interleaving a busy machine produced (a test's two agents, each in its own thread and loop):
+    thread A is handed its buffer and the socket's bytes land in it, then thread B reads and parses, then A
+    parses. With one buffer per process A parsed B's bytes, called the packet broken and dropped its connection.
+    """
+    got_a: list = []
+    got_b: list = []
+    a = lean("mqtt://127.0.0.1:1", "a", got_a, [])
+    b = lean("mqtt://127.0.0.1:1", "b", got_b, [])
+    packet_a = codec.publish_packet("p/cmd/a", b"for-a", qos=0, retain=False, packet_id=0, dup=False)
+    packet_b = codec.publish_packet("p/cmd/b", b"for-b", qos=0, retain=False, packet_id=0, dup=False)
+    a_filled, b_done = threading.Event(), threading.Event()
+
+    def read_a() -> None:
+        buffer = a.get_buffer(-1)
+        buffer[: len(packet_a)] = packet_a  # what recv_into does
+        a_filled.set()
+        assert b_done.wait(5)
+        a.buffer_updated(len(packet_a))
+
+    def read_b() -> None:
+        assert a_filled.wait(5)
+        buffer = b.get_buffer(-1)
+        buffer[: len(packet_b)] = packet_b
+        b.buffer_updated(len(packet_b))
+        b_done.set()
+
+    threads = [threading.Thread(target=read_a), threading.Thread(target=read_b)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert got_b == [("p/cmd/b", b"for-b", False)]
+    assert got_a == [("p/cmd/a", b"for-a", False)]
 
 
 def test_broker_urls() -> None:
