@@ -58,19 +58,19 @@ def test_the_gate_is_reentrant_and_a_timed_out_waiter_leaves_the_queue() -> None
 
 
 def test_a_write_is_not_starved_by_a_writer_committing_batch_after_batch(tmp_path: Path) -> None:
-    """A mark behind a back-to-back batch writer waits for a few batches, not for SQLite's 15 s busy timeout."""
+    """A mark that arrives while a batch holds SQLite's write lock gets in right after it, before the next batch."""
     db = Database(f"sqlite:///{tmp_path / 'gate.db'}")
+    assert db.gate is not None
     with db.engine.begin() as conn:
         conn.execute(text("CREATE TABLE t (id INTEGER PRIMARY KEY, who TEXT)"))
-    stop, batches = threading.Event(), []
+    stop, mark_may_come, batches = threading.Event(), threading.Event(), []
 
     def batch(session) -> None:  # type: ignore[no-untyped-def]
         session.execute(text("INSERT INTO t (who) VALUES ('writer')"))
-        session.flush()
-        # Holds SQLite's write lock for a while, as a batch of 500 receipts does. This is the load, not a wait for
-        # something to settle: real work (20,000 inserts) was tried instead and let the mark slip in between
-        # batches even without the gate, so the test no longer told the two apart.
-        time.sleep(0.03)
+        session.flush()  # SQLite's write lock is held from here to the commit, as during a batch of receipts
+        if len(batches) == 5 and not mark_may_come.is_set():
+            mark_may_come.set()  # the mark arrives while this sixth batch holds the lock
+            wait_for(lambda: _queued(db.gate, 1), "the mark queued behind the batch", timeout=10)
 
     def writer() -> None:
         while not stop.is_set():
@@ -81,10 +81,11 @@ def test_a_write_is_not_starved_by_a_writer_committing_batch_after_batch(tmp_pat
     t = threading.Thread(target=writer)
     t.start()
     try:
-        wait_for(lambda: len(batches) >= 5, "writer busy", timeout=30)  # the writer is busy before the mark arrives
+        assert mark_may_come.wait(30), "the writer never got busy"
         started = time.monotonic()
         db.run(lambda s: s.execute(text("INSERT INTO t (who) VALUES ('mark')")))
         waited = time.monotonic() - started
+        wait_for(lambda: len(batches) >= 8, "the writer's next batches", timeout=30)
         writer_alive = t.is_alive() and not stop.is_set()
     finally:
         stop.set()
@@ -93,4 +94,6 @@ def test_a_write_is_not_starved_by_a_writer_committing_batch_after_batch(tmp_pat
     assert waited < 5 * max(batches), (waited, max(batches))
     with db.engine.connect() as conn:
         assert conn.scalar(text("SELECT count(*) FROM t WHERE who = 'mark'")) == 1
+        order = conn.scalars(text("SELECT who FROM t ORDER BY id LIMIT 8")).all()
+    assert order == ["writer"] * 6 + ["mark", "writer"]  # in right after the batch it arrived behind
     db.dispose()
