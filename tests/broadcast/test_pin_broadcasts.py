@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Iterator
@@ -252,10 +253,11 @@ def test_a_lead_given_by_the_caller_replaces_the_rules_lead(db: Database) -> Non
 
 
 def test_without_a_clock_given_now_is_the_current_time(db: Database) -> None:
-    """With no `now` the broadcast starts the lead after the current time."""
+    """With no `now` the broadcast starts the lead after the current time (at any hour: no quiet hours here)."""
+    awake = dataclasses.replace(RULES, quiet_hours=QuietHours.parse(""))
     with db.transaction() as session:
         before = time.time()
-        item = broadcasts.create(session, who(session, ADMIN), RULES, clip_id=CLIP, targets=[GRID])
+        item = broadcasts.create(session, who(session, ADMIN), awake, clip_id=CLIP, targets=[GRID])
         after = time.time()
         assert before + 3 <= item.start_at <= after + 3
 
