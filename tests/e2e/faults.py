@@ -24,6 +24,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -341,8 +342,9 @@ def forge(chaos: Chaos, victims: list[str], broadcast_ids: list[str]) -> None:
     real = KeyPair.load(chaos.platform.signing_key_path)
     stranger = KeyPair.generate()
     now = time.time()
+    # A broker the plan killed comes back within seconds: wait for it, as an attacker would.
     client = connect(chaos.broker.server_url, client_id="chaos-forger-" + secrets.token_hex(3),
-                     username=SERVER_USER, password=SERVER_PASSWORD, timeout=5)  # fmt: skip
+                     username=SERVER_USER, password=SERVER_PASSWORD, timeout=30)  # fmt: skip
     try:
         for i, (victim, broadcast_id) in enumerate(zip(victims, broadcast_ids, strict=True)):
             play = Play(broadcast_id, "emergency", "http://127.0.0.1:9/x.mp3", "0" * 64, 500, now + 1)
@@ -524,9 +526,10 @@ def kill_plan(rng: random.Random, span_s: float, kills: int) -> list[tuple[float
 
 
 def run_plan(chaos: Chaos, plan: list[tuple[float, str, float]], extra: list[tuple[float, Callable[[], None]]]) -> None:
-    """Carry out the kills (and `extra` actions) at their moments, each restart after its downtime."""
+    """Carry out the kills at their moments, each restart after its downtime; `extra` actions (attacks) run
+    on threads of their own, so one that meets a killed broker cannot hold back that broker's restart."""
     begin = time.monotonic()
-    steps: list[tuple[float, Callable[[], None]]] = list(extra)
+    steps: list[tuple[float, Callable[[], None]]] = [(at, partial(_on_thread, action)) for at, action in extra]
     for at, what, down in plan:
         if what == "web":
             steps += [(at, chaos.kill_web), (at + down, chaos.start_web)]
@@ -534,11 +537,40 @@ def run_plan(chaos: Chaos, plan: list[tuple[float, str, float]], extra: list[tup
             steps.append((at, chaos.kill_worker))
         else:
             steps += [(at, _broker_kill(chaos)), (at + down, _broker_start(chaos))]
+    threads: list[_Action] = []
     for at, step in sorted(steps, key=lambda s: s[0]):
         delay = begin + at - time.monotonic()
         if delay > 0:
             time.sleep(delay)  # the moment of a fault, not a wait for something to settle
-        step()
+        started = step()
+        if isinstance(started, _Action):
+            threads.append(started)
+    for action in threads:
+        action.join(120)
+        assert not action.is_alive(), f"{action.name} did not end"
+        if action.error is not None:
+            raise action.error
+
+
+class _Action(threading.Thread):
+    """An attack carried out beside the plan; its exception is raised by `run_plan` at the end."""
+
+    def __init__(self, action: Callable[[], object]) -> None:
+        super().__init__(name=f"chaos-{getattr(action, '__name__', 'action')}", daemon=True)
+        self.action = action
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            self.action()
+        except BaseException as error:  # handed to the test's thread
+            self.error = error
+
+
+def _on_thread(action: Callable[[], object]) -> _Action:
+    thread = _Action(action)
+    thread.start()
+    return thread
 
 
 def _broker_kill(chaos: Chaos) -> Callable[[], None]:

@@ -103,12 +103,19 @@ def test_simulate_count_generates_a_fleet(
             lambda s: s.online and s.speaker_id.startswith(f"sim{topic_prefix}"), count=count, timeout=30
         )
         clip = clips["short"]
+        start_at = time.time() + 3.0
         command = Play(broadcast_id="all", priority="urgent", media_url=media.url(clip.name), sha256=clip.sha256,
-                       duration_ms=clip.duration_ms, start_at=time.time() + 3.0)  # fmt: skip
+                       duration_ms=clip.duration_ms, start_at=start_at)  # fmt: skip
         server.send(command, [Target.region(TOWNSHIP)])
         started = server.receipts.wait(lambda r: r.event == "started", count=count, timeout=20)
-        at = sorted(r.at for r in started)
-        assert at[-1] - at[0] < 0.1, "started together"
+        # Together: each started at the command's start as its own clock reckoned it (server time = speaker time +
+        # its offset), give or take how far one clock sample can move that reckoning between arming and starting:
+        # half the slowest round trip these speakers measured. How closely the clocks agree is the fan-out
+        # benchmark's figure, not this test's.
+        rtts = [s.clock_rtt_ms for s in server.states.matching(lambda s: s.speaker_id.startswith(f"sim{topic_prefix}"))]
+        slack = 0.1 + max((r for r in rtts if r is not None), default=0.0) / 2000
+        server_time = [r.at + r.offset_ms / 1000 for r in started]
+        assert max(abs(t - start_at) for t in server_time) < slack, "started together, at the command's start"
         assert {r.speaker_id for r in started} == {f"sim{topic_prefix}-{i:05d}" for i in range(count)}
     finally:
         process.send_signal(signal.SIGTERM)
