@@ -24,7 +24,6 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -529,7 +528,10 @@ def run_plan(chaos: Chaos, plan: list[tuple[float, str, float]], extra: list[tup
     """Carry out the kills at their moments, each restart after its downtime; `extra` actions (attacks) run
     on threads of their own, so one that meets a killed broker cannot hold back that broker's restart."""
     begin = time.monotonic()
-    steps: list[tuple[float, Callable[[], None]]] = [(at, partial(_on_thread, action)) for at, action in extra]
+    attacks = [_Attack(action, begin + at) for at, action in extra]
+    for attack in attacks:
+        attack.start()
+    steps: list[tuple[float, Callable[[], None]]] = []
     for at, what, down in plan:
         if what == "web":
             steps += [(at, chaos.kill_web), (at + down, chaos.start_web)]
@@ -537,40 +539,34 @@ def run_plan(chaos: Chaos, plan: list[tuple[float, str, float]], extra: list[tup
             steps.append((at, chaos.kill_worker))
         else:
             steps += [(at, _broker_kill(chaos)), (at + down, _broker_start(chaos))]
-    threads: list[_Action] = []
     for at, step in sorted(steps, key=lambda s: s[0]):
         delay = begin + at - time.monotonic()
         if delay > 0:
             time.sleep(delay)  # the moment of a fault, not a wait for something to settle
-        started = step()
-        if isinstance(started, _Action):
-            threads.append(started)
-    for action in threads:
-        action.join(120)
-        assert not action.is_alive(), f"{action.name} did not end"
-        if action.error is not None:
-            raise action.error
+        step()
+    for attack in attacks:
+        attack.join(120)
+        assert not attack.is_alive(), f"{attack.name} did not end"
+        if attack.error is not None:
+            raise attack.error
 
 
-class _Action(threading.Thread):
-    """An attack carried out beside the plan; its exception is raised by `run_plan` at the end."""
+class _Attack(threading.Thread):
+    """An attack at its moment (a `time.monotonic()` value), beside the plan; `run_plan` raises its error."""
 
-    def __init__(self, action: Callable[[], object]) -> None:
-        super().__init__(name=f"chaos-{getattr(action, '__name__', 'action')}", daemon=True)
-        self.action = action
+    def __init__(self, action: Callable[[], None], due: float) -> None:
+        super().__init__(name="chaos-attack", daemon=True)
+        self.action, self.due = action, due
         self.error: BaseException | None = None
 
     def run(self) -> None:
+        delay = self.due - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)  # the moment of the attack, not a wait for something to settle
         try:
             self.action()
         except BaseException as error:  # handed to the test's thread
             self.error = error
-
-
-def _on_thread(action: Callable[[], object]) -> _Action:
-    thread = _Action(action)
-    thread.start()
-    return thread
 
 
 def _broker_kill(chaos: Chaos) -> Callable[[], None]:
