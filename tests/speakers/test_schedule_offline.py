@@ -127,7 +127,11 @@ def test_schedule_plays_with_the_broker_stopped(
         assert time.time() < first, "the broker must be gone before the first play for this test to mean much"
         assert starts(agent) == []
         wait_for(lambda: len([e for e in agent.timeline() if e["event"] == "finished"]) == 2, timeout=first - t0 + 8)
-        assert [round(at - first, 1) for _b, at in starts(agent)] == [0.0, 0.8]
+        # On time without the broker: not before its second, and late only by the scheduling delay of a busy
+        # machine (0.2 s seen with both cores loaded), far from waiting for the broker, which is still down.
+        offsets = [at - first for _b, at in starts(agent)]
+        assert [b for b, _at in starts(agent)] == ["morning-1", "morning-2"]
+        assert all(-0.05 < got - want < 0.5 for got, want in zip(offsets, [0.0, 0.8], strict=True)), offsets
         assert agent.call(lambda: len(agent.agent.outbox)) >= 4, "receipts wait in the outbox"  # type: ignore[union-attr]
         stoppable.start()
         wait_for(lambda: agent.call(lambda: agent.agent.client.connected), timeout=15)  # type: ignore[union-attr]
