@@ -528,7 +528,7 @@ def run_plan(chaos: Chaos, plan: list[tuple[float, str, float]], extra: list[tup
     """Carry out the kills at their moments, each restart after its downtime; `extra` actions (attacks) run
     on threads of their own, so one that meets a killed broker cannot hold back that broker's restart."""
     begin = time.monotonic()
-    attacks = [_Attack(action, begin + at) for at, action in extra]
+    attacks = [_Attack(action, at) for at, action in extra]
     for attack in attacks:
         attack.start()
     steps: list[tuple[float, Callable[[], None]]] = []
@@ -551,20 +551,17 @@ def run_plan(chaos: Chaos, plan: list[tuple[float, str, float]], extra: list[tup
             raise attack.error
 
 
-class _Attack(threading.Thread):
-    """An attack at its moment (a `time.monotonic()` value), beside the plan; `run_plan` raises its error."""
+class _Attack(threading.Timer):
+    """An attack `delay` seconds from now, beside the plan (a stdlib timer); `run_plan` raises its error."""
 
-    def __init__(self, action: Callable[[], None], due: float) -> None:
-        super().__init__(name="chaos-attack", daemon=True)
-        self.action, self.due = action, due
+    def __init__(self, action: Callable[[], None], delay: float) -> None:
+        super().__init__(delay, action)
+        self.name, self.daemon = "chaos-attack", True
         self.error: BaseException | None = None
 
     def run(self) -> None:
-        delay = self.due - time.monotonic()
-        if delay > 0:
-            time.sleep(delay)  # the moment of the attack, not a wait for something to settle
         try:
-            self.action()
+            super().run()
         except BaseException as error:  # handed to the test's thread
             self.error = error
 
