@@ -151,10 +151,16 @@ def _make_broadcast(client: Any, token: str, targets: list[str]) -> int:
     return made.get_json()["id"]
 
 
-def _vary_deliveries(app: Any, ident: int, *, finish_all: bool = False) -> None:
-    """Deliveries in several states with their times; the start put in the past so the status is settled."""
+def _settle_start(app: Any, ident: int) -> None:
+    """Put the broadcast's start in the past, so its status cannot change between two reads (sending → playing)."""
     with _db(app).transaction() as session:
         session.get(Broadcast, ident).start_at = time.time() - 100
+
+
+def _vary_deliveries(app: Any, ident: int, *, finish_all: bool = False) -> None:
+    """Deliveries in several states with their times; the start put in the past so the status is settled."""
+    _settle_start(app, ident)
+    with _db(app).transaction() as session:
         rows = session.scalars(select(Delivery).where(Delivery.broadcast_id == ident).order_by(Delivery.speaker_id))
         for n, delivery in enumerate(rows):
             if finish_all or n % 3 == 0:
@@ -217,6 +223,7 @@ def test_a_broadcast_answers_as_the_orm_path_did(app: Any, client: Any, tokens: 
     one = _make_broadcast(client, tokens["admin"], [_speaker_in(app, HUANGSHA_VILLAGE)])
     _vary_deliveries(app, village)
     _vary_deliveries(app, mixed, finish_all=True)
+    _settle_start(app, one)  # untouched deliveries, but a start that cannot pass between the API's read and ours
     cases = {
         (village, "admin"): True,
         (village, "operator"): True,  # its own, and in its township
