@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from broadcast.alerts import AlertError, CapAlert, Decision, SpeakerPoint, cap, decide, resolve
 from broadcast.alerts.template import cancel_text, message_text
 from broadcast.errors import BroadcastError, not_found
-from broadcast.models import Alert, Broadcast, Command, Delivery, Speaker, User
+from broadcast.models import Alert, Broadcast, Command, Delivery, Region, Speaker, User
 from broadcast.services import broadcasts, clips, commands, regions
 from broadcast.services.alert_records import Outcome, note, policy_table, reject, system_user
 from broadcast.services.alert_tone import tone_clip
@@ -127,17 +127,23 @@ def _plan(session: Session, platform: Platform, row: Alert, decision: Decision, 
     """Resolve the area and compose the text; an area that resolves to nothing holds the alert."""
     assert decision.info is not None
     settings = platform.settings
-    tree = {code: region.parent_code for code, region in regions.load_tree(session).items()}
-    points = [
-        SpeakerPoint(sid, lat, lon)
-        for sid, lat, lon in session.execute(
-            select(Speaker.id, Speaker.latitude, Speaker.longitude).where(
-                Speaker.enabled.is_(True), Speaker.latitude.is_not(None), Speaker.longitude.is_not(None)
-            )
-        ).tuples()
-    ]
+    tree = dict(session.execute(select(Region.code, Region.parent_code)).tuples().all())
+    areas = decision.info.areas
+    # Speakers' coordinates only where a polygon or circle needs them: a geocode names regions.
+    points = (
+        [
+            SpeakerPoint(sid, lat, lon)
+            for sid, lat, lon in session.execute(
+                select(Speaker.id, Speaker.latitude, Speaker.longitude).where(
+                    Speaker.enabled.is_(True), Speaker.latitude.is_not(None), Speaker.longitude.is_not(None)
+                )
+            ).tuples()
+        ]
+        if any(area.polygons or area.circles for area in areas)
+        else []
+    )
     names = [n.strip() for n in str(settings.get("ALERT_GEOCODE_NAMES", "")).split(",") if n.strip()]
-    area = resolve(decision.info.areas, tree, points, names)
+    area = resolve(areas, tree, points, names)
     row.region_codes, row.speaker_ids = area.region_codes, area.speaker_ids
     row.text = message_text(decision.info, status=row.status, level=decision.level)
     if area.empty:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import and_, exists, or_, select
 from sqlalchemy.orm import Session
 
 from broadcast.errors import BroadcastError, forbidden
@@ -74,9 +75,14 @@ def visible_regions(session: Session, user: User) -> list[Region]:
 class Resolution:
     """Targets resolved: the speakers reached and the minimal topic set (regions and single speakers)."""
 
-    reached: list[str]  # the id of every speaker reached, sorted
+    reached: list[str]  # the id of every speaker reached, sorted (empty when resolved with ids=False)
     region_codes: list[str] = field(default_factory=list)
     speaker_ids: list[str] = field(default_factory=list)
+    grids: list[str] = field(default_factory=list)  # every grid under the region targets
+
+    def speakers(self) -> Any:
+        """The reached speakers as a condition on `Speaker`: the enabled ones in the grids, and the lone ones."""
+        return or_(and_(Speaker.grid_code.in_(self.grids), Speaker.enabled.is_(True)), Speaker.id.in_(self.speaker_ids))
 
     @property
     def targets(self) -> list[str]:
@@ -89,8 +95,12 @@ class Resolution:
         return [f"region:{c}" for c in self.region_codes] + [f"speaker:{s}" for s in self.speaker_ids]
 
 
-def resolve_targets(session: Session, targets: list[str], user: User) -> Resolution:
-    """Turn region codes and speaker ids into speakers, refusing unknown ids and anything outside the scope."""
+def resolve_targets(session: Session, targets: list[str], user: User, *, ids: bool = True) -> Resolution:
+    """Turn region codes and speaker ids into speakers, refusing unknown ids and anything outside the scope.
+
+    With `ids=False` the reached speakers' ids are not loaded (a county is 10,000+ rows): `Resolution.speakers()`
+    selects them in SQL, and only whether there is any is checked here.
+    """
     if not isinstance(targets, list) or not targets or not all(isinstance(t, str) and t for t in targets):
         raise BroadcastError(
             "targets_required", "请至少选择一个播发区域或终端。", "Choose at least one region or speaker."
@@ -123,17 +133,19 @@ def resolve_targets(session: Session, targets: list[str], user: User) -> Resolut
     chosen = set(region_codes)
     minimal_regions = [c for c in region_codes if not (set(ancestors(tree, c)[1:]) & chosen)]
     lone_ids = [s for s, spk in lone.items() if not (set(ancestors(tree, spk.grid_code)) & chosen)]
-    grids = {c for c in tree if tree[c].level == "grid" and set(ancestors(tree, c)) & chosen}
-    # Ids only: a county-wide target is 10,000+ rows, and nothing here needs the rest of a speaker.
-    reached: set[str] = set(lone_ids)
-    if grids:
-        query = select(Speaker.id).where(Speaker.grid_code.in_(sorted(grids)), Speaker.enabled.is_(True))
-        reached.update(session.scalars(query))
-    if not reached:
+    grids = sorted(c for c in tree if tree[c].level == "grid" and set(ancestors(tree, c)) & chosen)
+    resolution = Resolution(reached=[], region_codes=minimal_regions, speaker_ids=lone_ids, grids=grids)
+    if ids:  # ids only: a county-wide target is 10,000+ rows, and nothing here needs the rest of a speaker
+        reached = set(lone_ids)
+        if grids:
+            query = select(Speaker.id).where(Speaker.grid_code.in_(grids), Speaker.enabled.is_(True))
+            reached.update(session.scalars(query))
+        resolution.reached = sorted(reached)
+    if not (resolution.reached if ids else session.scalar(select(exists().where(resolution.speakers())))):
         raise BroadcastError(
             "no_speakers", "所选区域内没有可用的终端。", "There are no speakers in the chosen targets."
         )
-    return Resolution(reached=sorted(reached), region_codes=minimal_regions, speaker_ids=lone_ids)
+    return resolution
 
 
 def speaker_regions(tree: dict[str, Region], speaker: Speaker) -> list[str]:

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 
 from broadcast.db import Database
 from broadcast.errors import BroadcastError
@@ -240,3 +241,27 @@ def test_a_region_whose_parent_is_targeted_too_is_dropped(db: Database) -> None:
     found = resolve(db, [GRID, VILLAGE])
     assert found.region_codes == [VILLAGE]
     assert found.reached == ["s1", "s2", "s3"]
+
+
+@pytest.mark.parametrize(
+    "targets",
+    [[TOWN], [COUNTY], [GRID], [GRID_B, GRID], ["s-off", "s1"], [f" {GRID} ", TOWN, "s4"], [VILLAGE, "s4", "s-off"]],
+)
+def test_the_selection_in_sql_reaches_exactly_the_speakers_the_ids_do(db: Database, targets: list[str]) -> None:
+    admin = user("admin", None)
+    with db.transaction() as session:
+        loaded = regions.resolve_targets(session, targets, admin)
+        lazy = regions.resolve_targets(session, targets, admin, ids=False)
+        chosen = sorted(session.scalars(select(Speaker.id).where(lazy.speakers())))
+    assert lazy.reached == []  # a county's ids are not loaded into Python
+    assert chosen == loaded.reached
+    assert (lazy.region_codes, lazy.speaker_ids) == (loaded.region_codes, loaded.speaker_ids)
+
+
+@pytest.mark.parametrize("ids", [True, False])
+def test_targets_without_an_enabled_speaker_are_refused_either_way(db: Database, ids: bool) -> None:
+    with db.transaction() as session:
+        with pytest.raises(BroadcastError) as refused:
+            regions.resolve_targets(session, [EMPTY_GRID], user("admin", None), ids=ids)
+        assert refused.value.code == "no_speakers"
+        assert regions.resolve_targets(session, [GRID_B], user("admin", None), ids=ids).grids == [GRID_B]
