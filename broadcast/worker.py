@@ -20,6 +20,7 @@ from broadcast.lease import WorkerLease
 from broadcast.messaging import open_transport
 from broadcast.models import Broadcast
 from broadcast.platform import Platform
+from broadcast.priority import lower_priority
 from broadcast.services import broadcasts, commands, health, receipts, schedule_push, speaker_moves
 from broadcast.services.receipts import ReceiptIn
 from speakers.server import ReceiptConsumer, TimeResponder
@@ -29,6 +30,9 @@ logger = logging.getLogger(__name__)
 BATCH = 500
 HEARTBEAT_S = 5  # /readyz calls a worker dead after three missed beats
 ALERT_FEEDS_CHECK_S = 5  # each feed is polled at its own interval; this is how often that is checked
+# Applying receipts is bookkeeping that may lag a second; the broker's fan-out of a command (an alert's tone to
+# 10,000 speakers, on the same machine) may not. The receipt writer runs this much nicer than the rest.
+WRITER_NICE = 10
 
 
 def _receipt_in(receipt: Any) -> ReceiptIn:
@@ -189,6 +193,7 @@ class Worker:
             self._writer.join(timeout=10)
 
     def _write_loop(self) -> None:
+        lower_priority(WRITER_NICE)
         while not self._stop.is_set() or not self.inbox.empty():
             try:
                 first = self.inbox.get(timeout=0.2)

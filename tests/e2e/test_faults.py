@@ -194,6 +194,10 @@ def test_a_receipt_arriving_while_the_worker_stops_waits_for_the_next_worker(tmp
         worker.start()
         acknowledge(first)  # the positive path: a receipt while the worker runs is applied
         wait_for(lambda: state(first) == "acknowledged", 30, "the first receipt")
+        # the thread that applied it runs nicer than the rest of the process (broadcast.worker.WRITER_NICE)
+        writer = worker._writer.native_id
+        assert writer is not None
+        assert os.getpriority(os.PRIO_PROCESS, writer) > os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
         consumer, transport = worker._consumer, worker._transport
         assert consumer is not None
         assert transport is not None
