@@ -31,6 +31,7 @@ import shutil
 import signal
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 import uuid
@@ -38,7 +39,16 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-from fanout_bench import COUNTY, RealServer, Simulator, pct, wait_until
+from fanout_bench import (
+    COUNTY,
+    RealServer,
+    Simulator,
+    children_of,
+    cpu_seconds,
+    machine_busy_seconds,
+    pct,
+    wait_until,
+)
 
 from broadcast.services import alert_tone
 from speakers.messages import Receipt
@@ -153,7 +163,21 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             sha = alert_tone.tone_clip(session, server.platform).sha256
         cached_before = tone_cached(work, sha)
 
+        sim_pids = [simulator.process.pid, *children_of(simulator.process.pid)]
+        broker_pids = [broker._process.pid] if broker is not None and broker._process else []
+        groups = {"simulator": sim_pids, "broker": broker_pids, **server.groups(), "bench": [os.getpid()]}
+        cpu_before = {name: cpu_seconds(pids) for name, pids in groups.items()}
+        machine_before = machine_busy_seconds()
+        first_second: dict[str, float] = {}
+
+        def cpu_window() -> None:  # CPU seconds each part used in the first second after the POST
+            first_second.update({n: round(cpu_seconds(p) - cpu_before[n], 2) for n, p in groups.items()})
+            first_second["others"] = round(machine_busy_seconds() - machine_before - sum(first_second.values()), 2)
+
+        sampler = threading.Timer(1.0, cpu_window)
+        sampler.start()
         posted, reply, answered = server.post_alert()
+        sampler.join()
         alert = server.api("GET", f"/api/v1/alerts/{reply['alert_id']}")
         tone_id, speech_id = alert["tone_broadcast_id"], reply.get("broadcast_id")
         online = server.online()
@@ -181,8 +205,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "online_at_alert": online,
             "broker": broker_name,
             "server": f"real ({args.web}, {server.platform.db.engine.dialect.name})",
+            "signature_checks": "shared among identical commands" if args.shared_verify else "every speaker",
             "start_lead_ms": args.lead_ms,
             "tone_lead_ms": args.tone_lead_ms,
+            "cpu_s_first_second": first_second,
             "tone_s": args.tone_s,
             "connect_s": round(connect_s, 1),
             **waited,
@@ -230,6 +256,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--connect-timeout", type=float, default=300.0)
     parser.add_argument("--json", action="store_true", help="print only the JSON result")
     parser.add_argument("--keep-work", action="store_true", help="keep the temporary folder (logs, instance)")
+    parser.add_argument("--shared-verify", action="store_true",
+                        help="simulated speakers share the signature check of byte-identical commands")  # fmt: skip
     args = parser.parse_args(argv)
     if args.count < 1 or args.processes < 1 or args.lead_ms < 1 or args.tone_lead_ms < 1:
         parser.error("--count, --processes, --lead-ms and --tone-lead-ms must be positive")

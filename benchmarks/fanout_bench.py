@@ -471,6 +471,7 @@ class Simulator:
             "--id-prefix", "bench", "--ephemeral", "--connect-rate", str(args.connect_rate),
             "--status-every", "1", "--work-dir", str(work), "--processes", str(args.processes),
             "--time-sync-spacing", str(max(1.0, args.count / 4000)),
+            *(["--shared-verify"] if args.shared_verify else []),
         ]  # fmt: skip
         env = dict(os.environ)
         if args.profile_burst:
@@ -628,6 +629,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         return {
             "speakers": args.count,
             "broker": broker_name,
+            "signature_checks": "shared among identical commands" if args.shared_verify else "every speaker",
             "lead_ms": args.lead_ms,
             "clip_s": clip_s,
             "connect_s": round(connect_s, 1),
@@ -676,6 +678,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--connect-timeout", type=float, default=300.0)
     parser.add_argument("--json", action="store_true", help="print only the JSON result")
     parser.add_argument("--keep-work", action="store_true", help="keep the temporary folder (logs, instance)")
+    parser.add_argument("--shared-verify", action="store_true",
+                        help="simulated speakers share the signature check of byte-identical commands")  # fmt: skip
     parser.add_argument("--profile-simulator", type=Path, help="write the simulator's cProfile stats here")
     parser.add_argument("--profile-burst", type=Path, help="profile the simulator during the burst into this folder")
     args = parser.parse_args(argv)

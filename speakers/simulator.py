@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from speakers.agent import trust
 from speakers.agent.audio import SHARED_PCM
 from speakers.agent.cache import MediaCache
 from speakers.agent.core import Agent
@@ -107,6 +108,7 @@ class FleetOptions:
     time_sync_spacing_s: float = 1.0  # seconds between a speaker's first clock samples
     chunk: int = 100  # commands handled per event-loop iteration (see WorkQueue)
     puback_delay_s: float = 1.0  # PUBACKs ride along with the next packet, or leave after this
+    shared_verify: bool = False  # share signature checks of byte-identical commands (trust.share_verifications)
 
 
 class Fleet:
@@ -125,6 +127,7 @@ class Fleet:
         self.cache.pinned = self._pinned  # the shared cache keeps what any of the speakers needs
         self.work = WorkQueue(options.chunk)
         self.timers = Timers()
+        trust.share_verifications(options.shared_verify)
 
     def _agent(self, config: AgentConfig) -> Agent:
         options = self.options

@@ -101,6 +101,37 @@ class KeyRing:
         return cls([TrustedKey(public_key(d["public_key"]), d.get("retire_at")) for d in data])
 
 
+# `speaker-agent simulate --shared-verify` only: the speakers simulated in one process stand for devices that
+# each verify on a CPU of their own; here they share two cores with the broker and the server, and 10,000
+# Ed25519 checks of one region command cost about a CPU-second. With sharing on, a signature that verified is
+# remembered by its exact (key, signed bytes, signature), so the next speaker given byte-identical input gets
+# the same answer without the arithmetic. Failures are never remembered: a changed byte is checked in full.
+# Off by default and never used by a real speaker.
+_VERIFIED: dict[tuple[bytes, bytes, bytes], bool] | None = None
+_VERIFIED_MAX = 256
+
+
+def share_verifications(on: bool = True) -> None:
+    """Share successful signature checks of byte-identical input among this process's speakers (simulator)."""
+    global _VERIFIED
+    _VERIFIED = {} if on else None
+
+
+def _verified(key: PublicKey, context: bytes, body: bytes, signature: bytes) -> bool:
+    """`key.verify`, or a success already computed for exactly these bytes when sharing is on."""
+    if _VERIFIED is None:
+        return key.verify(context, body, signature)
+    memo_key = (key.raw, context + body, signature)
+    if memo_key in _VERIFIED:
+        return True
+    ok = key.verify(context, body, signature)
+    if ok:
+        if len(_VERIFIED) >= _VERIFIED_MAX:
+            _VERIFIED.clear()
+        _VERIFIED[memo_key] = True
+    return ok
+
+
 # Parsing is a pure function of the bytes: the speakers simulated in one process share its result for
 # byte-identical messages (a region command reaches them all). Signatures, keys, addressing, expiry and
 # the anti-replay window are still checked by every speaker for itself.
@@ -227,7 +258,7 @@ class Verifier:
             raise RejectedError("retired_key", key_id=data["kid"])
         signature = protocol.decode_signature(data["sig"])
         body = data["body"].encode("utf-8", "surrogatepass")  # a lone surrogate no server signs: bad_signature
-        if signature is None or not trusted.key.verify(context, body, signature):
+        if signature is None or not _verified(trusted.key, context, body, signature):
             raise RejectedError("bad_signature", key_id=data["kid"])
         return body, trusted
 

@@ -11,8 +11,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from speakers.agent import trust
 from speakers.config import AgentConfig
 from speakers.protocol import Play, Target
+from speakers.signing import KeyPair
+from speakers.simulator import Fleet, FleetOptions, generated_fleet
 from tests.requires import need
 
 from .conftest import COUNTY, TOWNSHIP, VILLAGE, Clip, ServerSide, read_timeline
@@ -88,14 +93,15 @@ def test_simulate_a_fleet_file_with_sinks(
     assert all((tmp_path / c.speaker_id.split("-")[0] / "state" / "state.json").exists() for c in configs)
 
 
+@pytest.mark.parametrize("sharing", [[], ["--shared-verify"]], ids=["own-checks", "shared-checks"])
 def test_simulate_count_generates_a_fleet(
-    server: ServerSide, topic_prefix: str, clips: dict[str, Clip], media: Any
+    server: ServerSide, topic_prefix: str, clips: dict[str, Clip], media: Any, sharing: list[str]
 ) -> None:
     count = 40
     process = subprocess.Popen(
         [*AGENT, "simulate", "--count", str(count), "--broker-url", server.url, "--server-key", server.key.public_b64(),
          "--prefix", topic_prefix, "--region", COUNTY, "--region", TOWNSHIP, "--grids", "4",
-         "--id-prefix", f"sim{topic_prefix}", "--ephemeral", "--status-every", "0"],
+         "--id-prefix", f"sim{topic_prefix}", "--ephemeral", "--status-every", "0", *sharing],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     try:
@@ -120,6 +126,18 @@ def test_simulate_count_generates_a_fleet(
         process.send_signal(signal.SIGTERM)
         process.wait(20)
     assert process.returncode == 0
+
+
+def test_the_fleet_shares_signature_checks_only_when_asked(tmp_path: Path) -> None:
+    configs = generated_fleet(2, broker_url="mqtt://127.0.0.1:1", server_keys=[KeyPair.generate().public_b64()],
+                              prefix="p", regions=["1"], work_dir=tmp_path)  # fmt: skip
+    try:
+        Fleet(configs, FleetOptions(persistent=False))
+        assert trust._VERIFIED is None
+        Fleet(configs, FleetOptions(persistent=False, shared_verify=True))
+        assert trust._VERIFIED == {}
+    finally:
+        trust.share_verifications(False)
 
 
 PARENT = """

@@ -498,3 +498,61 @@ def test_byte_identical_messages_are_parsed_once_for_all_speakers_in_a_process()
         sizes.append(len(trust._PARSED))
     assert max(sizes) == trust._PARSED_MAX
     assert sizes[-1] == 2
+
+
+# --- shared signature checks (the fleet simulator's --shared-verify) ----------------------------------------
+
+
+class CountingKey:
+    """A trusted key that counts its Ed25519 checks (wraps the real key: same answers)."""
+
+    def __init__(self, key: Any) -> None:
+        self.key, self.raw, self.key_id, self.checks = key, key.raw, key.key_id, 0
+
+    def verify(self, context: bytes, body: bytes, signature: bytes) -> bool:
+        self.checks += 1
+        return bool(self.key.verify(context, body, signature))
+
+
+@pytest.fixture
+def counted(monkeypatch: pytest.MonkeyPatch) -> CountingKey:
+    """The server's key, as every verifier of this process finds it, counting its checks; sharing reset after."""
+    counting = CountingKey(public_key(SERVER.public_b64()))
+    original = KeyRing.find
+
+    def find(self: KeyRing, key_id: str) -> Any:
+        found = original(self, key_id)
+        return None if found is None else trust.TrustedKey(counting, found.retire_at)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(KeyRing, "find", find)
+    yield counting
+    trust.share_verifications(False)
+
+
+def test_each_speaker_checks_the_signature_itself_by_default(counted: CountingKey) -> None:
+    payload = sealed(body("c-each", targets=("region:g-1",)))
+    for _ in range(3):
+        assert verifier().verify_command(payload, NOW).id == "c-each"
+    assert counted.checks == 3
+
+
+def test_shared_checks_verify_byte_identical_commands_once_and_still_refuse_a_forgery(counted: CountingKey) -> None:
+    trust.share_verifications(True)
+    text = body("c-shared-sig", targets=("region:g-1",))
+    payload = sealed(text)
+    speakers = [verifier() for _ in range(4)]
+    assert [v.verify_command(payload, NOW).id for v in speakers] == ["c-shared-sig"] * 4
+    assert counted.checks == 1  # one Ed25519 check for four speakers given the same bytes
+    # The same body under a signature of another key, and a changed body under the genuine signature: each is
+    # checked in full (a success is remembered by its exact bytes, a failure never) and refused every time.
+    forged = sealed(text, KeyPair.generate(), kid=SERVER.key_id)
+    genuine_sig = json.loads(payload)["sig"]
+    altered = protocol.dumps(
+        {"v": 1, "kid": SERVER.key_id, "sig": genuine_sig, "body": text.replace("c-shared-sig", "c-shared-sih")}
+    ).encode()
+    for bad in (forged, altered, forged):
+        assert reason(verifier(), bad) == "bad_signature"
+    assert counted.checks == 4
+    # Each speaker still keeps its own record of what it took: the same bytes again are a duplicate to it.
+    with pytest.raises(DuplicateCommand):
+        speakers[0].verify_command(payload, NOW)
