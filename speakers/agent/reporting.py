@@ -92,7 +92,7 @@ class Reporter:
             elif send_after > 0:
                 self.timers.call_later(send_after, self._publish_receipt, key, self.outbox[key])
             elif self.work_queue is not None:
-                self.work_queue.submit(self._publish_receipt, key, self.outbox[key])  # after queued commands
+                self.work_queue.submit(self._publish_receipt, key, self.outbox[key], later=True)  # after commands
             else:
                 self._publish_receipt(key, self.outbox[key])
         return data

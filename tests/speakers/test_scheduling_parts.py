@@ -54,6 +54,26 @@ def test_work_queue_interleaves_with_timers() -> None:
     assert len([o for o in order if o.startswith("job")]) == 100
 
 
+def test_work_queue_runs_received_jobs_before_later_ones_each_in_order() -> None:
+    order: list[str] = []
+
+    async def scenario() -> None:
+        queue = WorkQueue(chunk=10)
+        for i in range(25):
+            queue.submit(order.append, f"receipt{i}", later=True)
+        for i in range(15):
+            queue.submit(order.append, f"command{i}")
+        await asyncio.sleep(0)  # one batch ran: ten commands
+        assert order == [f"command{i}" for i in range(10)]
+        queue.submit(order.append, "late command")  # arrives while receipts are still queued: goes first
+        while len(queue):
+            await asyncio.sleep(0)
+
+    asyncio.run(scenario())
+    commands = [f"command{i}" for i in range(15)]
+    assert order == [*commands, "late command", *(f"receipt{i}" for i in range(25))]
+
+
 @pytest.mark.skipif(sodium_verify is None, reason="no libsodium on this machine")
 def test_libsodium_and_openssl_agree() -> None:
     key = KeyPair.generate()
