@@ -27,6 +27,11 @@ class TargetIndex:
         self.tree = regions.load_tree(session)
         self.grid_of: dict[str, str] = {}
         self.enabled_under: dict[str, set[str]] = defaultdict(set)  # region -> enabled speakers beneath it
+        self.grids_under: dict[str, set[str]] = defaultdict(set)  # region -> every grid beneath it (itself too)
+        for code, region in self.tree.items():
+            if region.level == "grid":
+                for above in regions.ancestors(self.tree, code):
+                    self.grids_under[above].add(code)
         by_grid: dict[str, list[str]] = defaultdict(list)
         for sid, grid, enabled in session.execute(select(Speaker.id, Speaker.grid_code, Speaker.enabled)):
             self.grid_of[sid] = grid
@@ -58,4 +63,5 @@ class TargetIndex:
             reached |= self.enabled_under.get(code, set())
         if not reached:
             return None
-        return regions.Resolution(reached=sorted(reached), region_codes=minimal, speaker_ids=lone_ids)
+        grids = sorted(set().union(*(self.grids_under.get(code, set()) for code in chosen)))
+        return regions.Resolution(reached=sorted(reached), region_codes=minimal, speaker_ids=lone_ids, grids=grids)
