@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import time
+from pathlib import Path
 
 import pytest
 
+from speakers.agent.core import Agent
+from speakers.agent.outputs import create_output
+from speakers.agent.store import MemoryStore
 from speakers.agent.timers import Timers
 from speakers.agent.workqueue import WorkQueue
+from speakers.config import AgentConfig
 from speakers.signing import COMMAND_CONTEXT, KeyPair
 from speakers.sodium import sodium_verify
 
@@ -58,16 +63,24 @@ def test_work_queue_runs_received_jobs_before_later_ones_each_in_order() -> None
     order: list[str] = []
 
     async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        first_batch, all_done = loop.create_future(), loop.create_future()
+
+        def job(name: str, done: asyncio.Future[None] | None = None) -> None:
+            order.append(name)
+            if done is not None:
+                done.set_result(None)  # wakes the scenario before the queue's next batch
+
         queue = WorkQueue(chunk=10)
         for i in range(25):
-            queue.submit(order.append, f"receipt{i}", later=True)
+            queue.submit(job, f"receipt{i}", all_done if i == 24 else None, later=True)
         for i in range(15):
-            queue.submit(order.append, f"command{i}")
-        await asyncio.sleep(0)  # one batch ran: ten commands
+            queue.submit(job, f"command{i}", first_batch if i == 9 else None)
+        await first_batch  # the tenth job ends the first batch of ten
         assert order == [f"command{i}" for i in range(10)]
-        queue.submit(order.append, "late command")  # arrives while receipts are still queued: goes first
-        while len(queue):
-            await asyncio.sleep(0)
+        queue.submit(job, "late command")  # arrives while receipts are still queued: goes first
+        await asyncio.wait_for(all_done, 5)
+        assert len(queue) == 0
 
     asyncio.run(scenario())
     commands = [f"command{i}" for i in range(15)]
@@ -87,3 +100,25 @@ def test_libsodium_and_openssl_agree() -> None:
             COMMAND_CONTEXT, message, signature
         )
     assert public.verify(COMMAND_CONTEXT, body, good)
+
+
+def test_a_simulated_speakers_receipt_leaves_after_commands_received_later(tmp_path: Path) -> None:
+    """In a fleet's shared queue a receipt is outgoing work: commands that arrive after it still go first."""
+    config = AgentConfig(speaker_id="q-1", broker_url="mqtt://127.0.0.1:1", username=None, password=None,
+                         topic_prefix="p", regions=["1"],
+                         server_keys=[KeyPair.generate().public_b64()], state_dir=tmp_path / "s",
+                         cache_dir=tmp_path / "c")  # fmt: skip
+    order: list[str] = []
+
+    async def scenario() -> None:
+        queue = WorkQueue(chunk=10)
+        agent = Agent(config, output=create_output("null"), store=MemoryStore(), work_queue=queue)
+        agent._publish_receipt = lambda _key, data: order.append(data["event"])  # type: ignore[method-assign]
+        agent.report("started", command_id="c-1", broadcast_id="1")
+        sent = asyncio.get_running_loop().create_future()
+        queue.submit(lambda: (order.append("command"), None))
+        queue.submit(lambda: sent.set_result(None), later=True)
+        await asyncio.wait_for(sent, 5)
+
+    asyncio.run(scenario())
+    assert order == ["command", "started"]
