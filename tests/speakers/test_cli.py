@@ -180,3 +180,12 @@ def test_simulator_dies_with_its_parent(server: ServerSide, topic_prefix: str) -
         if not _gone(child):
             os.kill(child, signal.SIGKILL)
         parent.stdout.close()
+
+
+def test_the_simulator_runs_on_uvloop_and_one_speaker_on_asyncios_loop() -> None:
+    import uvloop
+
+    from speakers.cli import _loop_factory
+
+    assert _loop_factory("simulate") is uvloop.new_event_loop  # installed with the project
+    assert _loop_factory("run") is None  # microsecond timers for the one device
