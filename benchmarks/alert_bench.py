@@ -41,11 +41,10 @@ from typing import Any
 
 from fanout_bench import (
     COUNTY,
+    CpuWindow,
     RealServer,
     Simulator,
     children_of,
-    cpu_seconds,
-    machine_busy_seconds,
     pct,
     wait_until,
 )
@@ -166,15 +165,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         sim_pids = [simulator.process.pid, *children_of(simulator.process.pid)]
         broker_pids = [broker._process.pid] if broker is not None and broker._process else []
         groups = {"simulator": sim_pids, "broker": broker_pids, **server.groups(), "bench": [os.getpid()]}
-        cpu_before = {name: cpu_seconds(pids) for name, pids in groups.items()}
-        machine_before = machine_busy_seconds()
-        first_second: dict[str, float] = {}
-
-        def cpu_window() -> None:  # CPU seconds each part used in the first second after the POST
-            first_second.update({n: round(cpu_seconds(p) - cpu_before[n], 2) for n, p in groups.items()})
-            first_second["others"] = round(machine_busy_seconds() - machine_before - sum(first_second.values()), 2)
-
-        sampler = threading.Timer(1.0, cpu_window)
+        window, first_second = CpuWindow(groups), {}
+        sampler = threading.Timer(1.0, lambda: first_second.update(window.used()))  # the first second's CPU
         sampler.start()
         posted, reply, answered = server.post_alert()
         sampler.join()

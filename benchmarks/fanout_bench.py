@@ -435,6 +435,21 @@ def cpu_seconds(pids: list[int]) -> float:
     return total / os.sysconf("SC_CLK_TCK")
 
 
+class CpuWindow:
+    """CPU seconds each group of processes, and the rest of the machine ("others"), used since it was made."""
+
+    def __init__(self, groups: dict[str, list[int]]) -> None:
+        self.groups = groups
+        self.before = {name: cpu_seconds(pids) for name, pids in groups.items()}
+        self.machine_before = machine_busy_seconds()
+
+    def used(self) -> dict[str, float]:
+        """Seconds per group so far, rounded to 10 ms."""
+        spent = {name: round(cpu_seconds(pids) - self.before[name], 2) for name, pids in self.groups.items()}
+        spent["others"] = round(machine_busy_seconds() - self.machine_before - sum(spent.values()), 2)
+        return spent
+
+
 def machine_busy_seconds() -> float:
     """CPU time all processes of the machine have used so far (from /proc/stat)."""
     with open("/proc/stat", encoding="ascii") as fh:
@@ -611,13 +626,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         groups = {"simulator": sim_pids, "broker": broker_pids, **server.groups()}
         if args.server == "real":
             groups["bench"] = [os.getpid()]
-        cpu_before = {name: cpu_seconds(pids) for name, pids in groups.items()}
-        machine_before = machine_busy_seconds()
+        window = CpuWindow(groups)
         load_before = os.getloadavg()
         published, bid, start_at = server.play()
         time.sleep(max(0.0, start_at - time.time()))
-        cpu_window = {name: round(cpu_seconds(pids) - cpu_before[name], 2) for name, pids in groups.items()}
-        cpu_window["others"] = round(machine_busy_seconds() - machine_before - sum(cpu_window.values()), 2)
+        cpu_window = window.used()
         clip_s = args.clip_seconds if args.server == "library" else server.clip["duration_ms"] / 1000
         server.wait_done(bid, args.count, max(0.0, start_at - time.time()) + clip_s + 30)
         time.sleep(0.5)
