@@ -136,11 +136,7 @@ def resolve_targets(session: Session, targets: list[str], user: User, *, ids: bo
     grids = sorted(c for c in tree if tree[c].level == "grid" and set(ancestors(tree, c)) & chosen)
     resolution = Resolution(reached=[], region_codes=minimal_regions, speaker_ids=lone_ids, grids=grids)
     if ids:  # ids only: a county-wide target is 10,000+ rows, and nothing here needs the rest of a speaker
-        reached = set(lone_ids)
-        if grids:
-            query = select(Speaker.id).where(Speaker.grid_code.in_(grids), Speaker.enabled.is_(True))
-            reached.update(session.scalars(query))
-        resolution.reached = sorted(reached)
+        resolution.reached = sorted(session.scalars(select(Speaker.id).where(resolution.speakers())))
     if not (resolution.reached if ids else session.scalar(select(exists().where(resolution.speakers())))):
         raise BroadcastError(
             "no_speakers", "所选区域内没有可用的终端。", "There are no speakers in the chosen targets."
