@@ -16,11 +16,11 @@ from sqlalchemy.orm import Session
 
 from broadcast import alert_feeds
 from broadcast import scheduler as schedule_jobs
+from broadcast.foreground import FOREGROUND
 from broadcast.lease import WorkerLease
 from broadcast.messaging import open_transport
 from broadcast.models import Broadcast
 from broadcast.platform import Platform
-from broadcast.priority import lower_priority
 from broadcast.services import broadcasts, commands, health, receipts, schedule_push, speaker_moves
 from broadcast.services.receipts import ReceiptIn
 from speakers.server import ReceiptConsumer, TimeResponder
@@ -30,20 +30,26 @@ logger = logging.getLogger(__name__)
 BATCH = 500
 HEARTBEAT_S = 5  # /readyz calls a worker dead after three missed beats
 ALERT_FEEDS_CHECK_S = 5  # each feed is polled at its own interval; this is how often that is checked
-# Applying receipts is bookkeeping that may lag a second; the broker's fan-out of a command (an alert's tone to
-# 10,000 speakers, on the same machine) may not. The receipt writer runs this much nicer than the rest.
-WRITER_NICE = 10
+# Applying receipts is bookkeeping that may lag a few seconds; launching an alert may not. While a request of
+# this process launches one, the receipt writer and the consumer stand aside, at most this long each time.
+STAND_ASIDE_MAX_S = 15.0
 
 
 def _receipt_in(receipt: Any) -> ReceiptIn:
+    # Receipts carry the speaker's clock; its reported offset turns that into server time.
+    offset = float(getattr(receipt, "offset_ms", None) or 0) / 1000
+    detail = getattr(receipt, "detail", None) or {}
+    acknowledged = detail.get("acknowledged_at")  # a held acknowledgement folded into this later receipt
     return ReceiptIn(
         speaker_id=receipt.speaker_id,
         command_id=getattr(receipt, "command_id", None),
         broadcast_id=getattr(receipt, "broadcast_id", None),
         event=receipt.event,
-        # Receipts carry the speaker's clock; its reported offset turns that into server time.
-        at=float(getattr(receipt, "at", None) or time.time()) + float(getattr(receipt, "offset_ms", None) or 0) / 1000,
+        at=float(getattr(receipt, "at", None) or time.time()) + offset,
         reason=getattr(receipt, "reason", None),
+        acknowledged_at=float(acknowledged) + offset
+        if isinstance(acknowledged, int | float) and not isinstance(acknowledged, bool)
+        else None,
     )
 
 
@@ -113,6 +119,7 @@ class Worker:
             prefix=prefix,
             on_receipt=lambda r: self.inbox.put(("receipt", r)),
             on_state=lambda s: self.inbox.put(("state", s)),
+            before_each=lambda: FOREGROUND.wait_clear(STAND_ASIDE_MAX_S),  # parse after an alert's launch
         )
         # Messages the resumed session delivers before these handlers exist are buffered by the transport.
         self._consumer.start()
@@ -123,7 +130,7 @@ class Worker:
         self._time.start()
         self._writer.start()
         for job, every_s, ident in (
-            (partial(outbox, self.platform), 1, "outbox"),
+            (partial(outbox, self.platform, lambda: self.caught_up_at), 1, "outbox"),
             (partial(sweep, self.platform, lambda: self.caught_up_at), 5, "sweep"),
             (partial(schedule_jobs.run_due, self.platform, lease=self.lease), schedule_jobs.RUN_EVERY_S, "schedules"),
             (self._push_schedules, self.platform.settings["SCHEDULE_PUSH_S"], "schedule-push"),
@@ -193,13 +200,13 @@ class Worker:
             self._writer.join(timeout=10)
 
     def _write_loop(self) -> None:
-        lower_priority(WRITER_NICE)
         while not self._stop.is_set() or not self.inbox.empty():
             try:
                 first = self.inbox.get(timeout=0.2)
             except queue.Empty:
                 self.caught_up_at = time.time()  # nothing waited for the last 0.2 s: every receipt is applied
                 continue
+            FOREGROUND.wait_clear(STAND_ASIDE_MAX_S)  # an alert's launch first; its receipts wait here meanwhile
             batch = [first]
             while len(batch) < BATCH:
                 try:
@@ -259,16 +266,19 @@ def republish(platform: Platform) -> None:
         commands.send(platform.db, messenger, command, first_resend_s=platform.settings["RESEND_FIRST_S"])
 
 
-def resend(platform: Platform, now: float | None = None) -> int:
+def resend(platform: Platform, now: float | None = None, caught_up_at: Callable[[], float] | None = None) -> int:
     """Send each command again to every targeted speaker that has not acknowledged it yet (a few queries).
 
     Returns the number of speakers re-sent to. Expired commands are never sent again: their deliveries
-    end at expiry instead.
+    end at expiry instead. Like the sweep, it judges only by receipts already applied: a delivery is re-sent
+    only if its re-send fell due before `caught_up_at` (the last moment no receipt waited in the worker's
+    inbox). While a county's receipts are still queued, their speakers are not asked again: a re-send storm
+    would only bring back as many duplicate receipts and deepen the backlog it came from.
     """
     now = time.time() if now is None else now
     settings = platform.settings
     with platform.db.transaction() as session:
-        due = commands.due_resends(session, now)
+        due = commands.due_resends(session, now, seen_until=None if caught_up_at is None else caught_up_at())
         if not due:
             return 0
         live = commands.live_commands(session, {broadcast for _, _, broadcast, _ in due}, now)
@@ -290,10 +300,10 @@ def resend(platform: Platform, now: float | None = None) -> int:
     return len(sendable)
 
 
-def outbox(platform: Platform) -> None:
+def outbox(platform: Platform, caught_up_at: Callable[[], float] | None = None) -> None:
     """One outbox pass: publish what was never published, then re-send what was not acknowledged."""
     republish(platform)
-    resend(platform)
+    resend(platform, caught_up_at=caught_up_at)
 
 
 def sweep(platform: Platform, caught_up_at: Callable[[], float] | None = None) -> None:

@@ -127,8 +127,9 @@ class ReceiptConsumer:
     """Receives every speaker's receipts and state and hands them to callbacks on one dispatch thread.
 
     A message whose speaker_id differs from the topic's is dropped: the topic is what the broker's ACL
-    authenticated. Callbacks run in order on a dedicated thread, so slow database work never stalls the
-    broker connection.
+    authenticated. The network thread only queues what arrives; parsing, checking and the callbacks run in
+    order on a dedicated thread, so neither slow database work nor a county's burst of receipts stalls the
+    broker connection. `before_each` runs on that thread before each message (it may wait).
     """
 
     def __init__(
@@ -138,12 +139,14 @@ class ReceiptConsumer:
         prefix: str,
         on_receipt: Callable[[Receipt], None],
         on_state: Callable[[State], None],
+        before_each: Callable[[], object] | None = None,
     ) -> None:
         self.transport = transport
         self.prefix = prefix
         self.on_receipt = on_receipt
         self.on_state = on_state
-        self._queue: queue.Queue[Receipt | State | None] = queue.Queue()
+        self.before_each = before_each
+        self._queue: queue.Queue[tuple[str, Message] | None] = queue.Queue()
         self._thread: threading.Thread | None = None
         self.dropped = 0  # malformed or misattributed messages
 
@@ -196,27 +199,29 @@ class ReceiptConsumer:
         return data
 
     def _on_receipt(self, message: Message) -> None:
-        data = self._parse(message, "receipt", "receipt")
-        if data is not None:
-            self._queue.put(Receipt.from_dict(data))
+        self._queue.put(("receipt", message))
 
     def _on_state(self, message: Message) -> None:
-        data = self._parse(message, "state", "state")
-        if data is not None:
-            self._queue.put(State.from_dict(data))
+        self._queue.put(("state", message))
 
     def _dispatch(self) -> None:
         while True:
-            item = self._queue.get()
-            if item is None:
+            entry = self._queue.get()
+            if entry is None:
                 return
+            kind, message = entry
+            if self.before_each is not None:
+                self.before_each()
+            data = self._parse(message, kind, kind)
+            if data is None:
+                continue
             try:
-                if isinstance(item, Receipt):
-                    self.on_receipt(item)
+                if kind == "receipt":
+                    self.on_receipt(Receipt.from_dict(data))
                 else:
-                    self.on_state(item)
+                    self.on_state(State.from_dict(data))
             except Exception:
-                logger.exception("callback failed for %s", item)
+                logger.exception("callback failed for %s on %s", kind, message.topic)
 
 
 class TimeResponder:

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from broadcast.alerts import AlertError, CapAlert, Decision, SpeakerPoint, cap, decide, resolve
 from broadcast.alerts.template import cancel_text, message_text
 from broadcast.errors import BroadcastError, not_found
+from broadcast.foreground import FOREGROUND
 from broadcast.models import Alert, Broadcast, Command, Delivery, Region, Speaker, User
 from broadcast.services import broadcasts, clips, commands, regions
 from broadcast.services.alert_records import Outcome, note, policy_table, reject, system_user
@@ -172,8 +173,16 @@ def launch(
     The tone is a broadcast of its own, sent before the speech is synthesized: speakers hold the tone's
     clip in their cache (same bytes every time), so it sounds while the server renders the speech, and
     the speech, an equal-priority emergency started later, waits in each speaker's queue behind it.
-    An Update of an alert still open swaps only the speech: no second tone.
+    An Update of an alert still open swaps only the speech: no second tone. The receipt writer and consumer
+    of this process stand aside meanwhile (`broadcast.foreground`).
     """
+    with FOREGROUND.running():
+        _launch(session, platform, row, user, actor, now, clip_id=clip_id)
+
+
+def _launch(
+    session: Session, platform: Platform, row: Alert, user: User, actor: str, now: float, *, clip_id: int | None
+) -> None:
     previous = _chain(session, row) if row.msg_type == "Update" else []
     if row.decision == "updated" and not previous:
         row.decision, row.reason = "broadcast", row.reason + ";update_of_unknown"

@@ -227,12 +227,13 @@ Due = tuple[int, str, int, int]  # delivery id, speaker id, broadcast id, re-sen
 RESENDING = ("sent", "acknowledged", "playing")
 
 
-def due_resends(session: Session, now: float, limit: int = 5000) -> list[Due]:
-    """Deliveries of unexpired broadcasts whose re-send (or receipt query) is due (one query)."""
+def due_resends(session: Session, now: float, limit: int = 5000, *, seen_until: float | None = None) -> list[Due]:
+    """Deliveries of unexpired broadcasts whose re-send (or receipt query) fell due by `seen_until` (one query)."""
+    due_by = now if seen_until is None else min(now, seen_until)
     query = (
         select(Delivery.id, Delivery.speaker_id, Delivery.broadcast_id, Delivery.resends)
         .join(Broadcast, Broadcast.id == Delivery.broadcast_id)
-        .where(Delivery.state.in_(RESENDING), Delivery.next_resend_at <= now, Broadcast.expires_at > now)
+        .where(Delivery.state.in_(RESENDING), Delivery.next_resend_at <= due_by, Broadcast.expires_at > now)
         .order_by(Delivery.next_resend_at)
         .limit(limit)
     )

@@ -50,6 +50,7 @@ class ReceiptIn:
     event: str
     at: float
     reason: str | None = None
+    acknowledged_at: float | None = None  # server clock: an acknowledgement the speaker folded into this receipt
 
 
 def _advances(current: str, new: str) -> bool:
@@ -122,7 +123,9 @@ def apply_receipt(session: Session, receipt: ReceiptIn, deliveries: dict[Deliver
         delivery.reason = (f"{receipt.event}:{reason}" if receipt.event in ("refused", "stopped") else reason)[:200]
     if state == "acknowledged":
         delivery.acknowledged_at = receipt.at
-    elif state == "playing":
+    elif receipt.acknowledged_at is not None and delivery.acknowledged_at is None:
+        delivery.acknowledged_at = receipt.acknowledged_at
+    if state == "playing":
         delivery.started_at = receipt.at
     if state in ("acknowledged", "playing"):
         delivery.next_resend_at = _query_at(session, delivery, state, receipt.at)

@@ -198,6 +198,27 @@ def test_unacknowledged_speakers_get_the_same_command_again_until_it_expires(sta
         assert states == {("missed", "offline_through_window"), ("missed", "no_receipt_after_ack")}
 
 
+def test_no_speaker_is_asked_again_while_receipts_wait_in_the_worker(stack: dict[str, Any]) -> None:
+    """A backlog of receipts (a county answering at once) holds the re-sends: only silence seen is re-sent."""
+    app, token, web, worker, listener = (stack[k] for k in ("app", "tokens", "web", "worker", "listener"))
+    clip = _clip(app, token["admin"])
+    broadcast_id = _broadcast(app, token["admin"], clip["id"])
+    wait_for(lambda: listener.on(f"/region/{HUANGSHA}"), "the region publish", 10)
+    with web.db.transaction() as session:
+        rows = session.scalars(select(Delivery).where(Delivery.broadcast_id == broadcast_id)).all()
+        due_at = max(d.next_resend_at or 0 for d in rows)
+    # The worker last had an empty inbox before the re-sends fell due: the silence is not seen yet.
+    assert resend(worker, now=due_at + 5, caught_up_at=lambda: due_at - 0.1) == 0
+    assert listener.on(f"/speaker/{OTHER}") == []
+    with web.db.transaction() as session:
+        assert {d.resends for d in session.scalars(select(Delivery).where(Delivery.broadcast_id == broadcast_id))} == {
+            0
+        }
+    # Once the inbox was empty after they fell due, every silent speaker is asked again.
+    assert resend(worker, now=due_at + 5, caught_up_at=lambda: due_at + 0.1) == 12
+    wait_for(lambda: listener.on(f"/speaker/{OTHER}"), "a re-send to a speaker topic", 10)
+
+
 def test_a_command_the_web_tier_never_published_goes_out_as_it_is(tmp_path: Path, sqlite_url: str) -> None:
     from speakers.broker import EmbeddedBroker
 

@@ -101,6 +101,37 @@ def test_each_event_moves_a_sent_delivery_to_its_state(db: Database, event: str,
     assert delivery(db, bid, "spk-2").state == "sent", "only the reporting speaker's delivery moves"
 
 
+def test_an_acknowledgement_folded_into_a_started_receipt_is_recorded(db: Database) -> None:
+    bid = stored_broadcast(db, states={"spk-1": "sent", "spk-2": "acknowledged"})
+    folded = ReceiptIn("spk-1", "cmd-1", str(bid), "started", 2001.0, acknowledged_at=2000.4)
+    assert apply(db, folded) == [True]
+    assert (delivery(db, bid).state, delivery(db, bid).acknowledged_at, delivery(db, bid).started_at) == (
+        "playing",
+        2000.4,
+        2001.0,
+    )
+    with db.transaction() as session:  # a speaker that acknowledged on its own keeps that moment
+        session.execute(
+            Delivery.__table__.update().where(Delivery.speaker_id == "spk-2").values(acknowledged_at=1999.0)
+        )
+    assert apply(db, ReceiptIn("spk-2", "cmd-1", str(bid), "started", 2001.0, acknowledged_at=2000.5)) == [True]
+    assert delivery(db, bid, "spk-2").acknowledged_at == 1999.0
+
+
+def test_a_folded_acknowledgement_is_read_in_server_time() -> None:
+    from broadcast.worker import _receipt_in
+    from speakers.messages import Receipt
+
+    wire = Receipt("spk-1", "cmd-1", "7", "started", 2001.0, detail={"acknowledged_at": 2000.4}, offset_ms=250.0)
+    assert _receipt_in(wire).acknowledged_at == pytest.approx(2000.65)
+    assert _receipt_in(wire).at == pytest.approx(2001.25)
+    for odd in ("soon", True, None):  # what a speaker may not send changes nothing
+        assert (
+            _receipt_in(Receipt("spk-1", "c", "7", "started", 1.0, detail={"acknowledged_at": odd})).acknowledged_at
+            is None
+        )
+
+
 def test_deliveries_only_move_forward_and_an_end_is_final(db: Database) -> None:
     bid = stored_broadcast(db, states={"spk-1": "queued"})
     assert apply(db, receipt("started", bid, at=2001)) == [True]
