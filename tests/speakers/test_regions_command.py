@@ -34,10 +34,11 @@ def _play(clip: Clip, media: Any, bid: str) -> Play:
 
 
 def _reaches(server: ServerSide, agent: AgentRunner, clip: Clip, media: Any, grid: str, other: str) -> None:
-    """A play to `grid` is acknowledged; one to `other`, published first, never reaches the speaker."""
+    """A play to `grid` is accepted; one to `other`, published first, never reaches the speaker."""
     stray = server.send(_play(clip, media, f"stray-{uuid.uuid4().hex[:6]}"), [Target.region(other)])
     wanted = server.send(_play(clip, media, f"here-{uuid.uuid4().hex[:6]}"), [Target.region(grid)])
-    server.receipt(agent.id, "acknowledged", command_id=wanted)
+    # region-wide and imminent: its acknowledgement may ride in its `started` receipt
+    server.receipt(agent.id, "started", command_id=wanted)
     # a ping on the speaker's own topic, sent after both, is the barrier: the stray had its chance
     ping = server.send(Ping(), [Target.speaker(agent.id)])
     server.receipt(agent.id, "pong", command_id=ping)
