@@ -107,7 +107,7 @@ class KeyRing:
 # remembered by its exact (key, signed bytes, signature), so the next speaker given byte-identical input gets
 # the same answer without the arithmetic. Failures are never remembered: a changed byte is checked in full.
 # Off by default and never used by a real speaker.
-_VERIFIED: dict[tuple[bytes, bytes, bytes], bool] | None = None
+_VERIFIED: dict[tuple[bytes, bytes, bytes, bytes], bool] | None = None
 _VERIFIED_MAX = 256
 
 
@@ -121,7 +121,7 @@ def _verified(key: PublicKey, context: bytes, body: bytes, signature: bytes) -> 
     """`key.verify`, or a success already computed for exactly these bytes when sharing is on."""
     if _VERIFIED is None:
         return key.verify(context, body, signature)
-    memo_key = (key.raw, context + body, signature)
+    memo_key = (key.raw, context, body, signature)
     if memo_key in _VERIFIED:
         return True
     ok = key.verify(context, body, signature)
@@ -182,11 +182,28 @@ def _short(value: Any) -> str | None:
     return value[:64] if isinstance(value, str) and value else None
 
 
-def _envelope(payload: bytes) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Envelope:
+    """A parsed, schema-checked envelope, with its body as the signed bytes and its signature decoded."""
+
+    data: dict[str, Any]
+    body: bytes
+    signature: bytes | None  # None: not a 64-byte base64 signature
+
+
+def _envelope(payload: bytes) -> Envelope:
+    # One parsed object per distinct payload: the body bytes it holds are then the same object for every
+    # speaker given that payload, so the later lookups keyed by them hash it once, not once per speaker.
     return _memo(payload, _parse_envelope)  # type: ignore[no-any-return]
 
 
-def _parse_envelope(payload: bytes) -> dict[str, Any]:
+def _parse_envelope(payload: bytes) -> Envelope:
+    data = _envelope_data(payload)
+    # a lone surrogate no server signs: its body never verifies (bad_signature)
+    return Envelope(data, data["body"].encode("utf-8", "surrogatepass"), protocol.decode_signature(data["sig"]))
+
+
+def _envelope_data(payload: bytes) -> dict[str, Any]:
     try:
         data = json.loads(payload)
     except (ValueError, UnicodeDecodeError) as exc:
@@ -250,16 +267,16 @@ class Verifier:
         self.max_skew_s = max_skew_s
         self.seen = seen if seen is not None else SeenCommands()
 
-    def _signed_body(self, data: dict[str, Any], context: bytes, now: float) -> tuple[bytes, TrustedKey]:
-        trusted = self.keys.find(data["kid"])
+    def _signed_body(self, envelope: Envelope, context: bytes, now: float) -> tuple[bytes, TrustedKey]:
+        key_id = envelope.data["kid"]
+        trusted = self.keys.find(key_id)
         if trusted is None:
-            raise RejectedError("unknown_key", key_id=data["kid"])
+            raise RejectedError("unknown_key", key_id=key_id)
         if trusted.retire_at is not None and now >= trusted.retire_at:
-            raise RejectedError("retired_key", key_id=data["kid"])
-        signature = protocol.decode_signature(data["sig"])
-        body = data["body"].encode("utf-8", "surrogatepass")  # a lone surrogate no server signs: bad_signature
+            raise RejectedError("retired_key", key_id=key_id)
+        body, signature = envelope.body, envelope.signature
         if signature is None or not _verified(trusted.key, context, body, signature):
-            raise RejectedError("bad_signature", key_id=data["kid"])
+            raise RejectedError("bad_signature", key_id=key_id)
         return body, trusted
 
     def verify_command(self, payload: bytes, now: float) -> protocol.SignedCommand:
@@ -269,11 +286,11 @@ class Verifier:
         (after its signature checked) rejected command is remembered, so its re-sends raise
         `DuplicateCommand` instead.
         """
-        data = _envelope(payload)
+        envelope = _envelope(payload)
         try:
-            body, trusted = self._signed_body(data, COMMAND_CONTEXT, now)
+            body, trusted = self._signed_body(envelope, COMMAND_CONTEXT, now)
         except RejectedError as rejection:
-            rejection.name(_memo(data["body"].encode("utf-8", "replace"), _claims))  # untrusted: report only
+            rejection.name(_memo(envelope.data["body"].encode("utf-8", "replace"), _claims))  # untrusted: report only
             raise
         claims: Claims = _memo(body, _claims)
         if claims.command_id is not None:
@@ -329,8 +346,7 @@ class Verifier:
 
     def verify_time_reply(self, payload: bytes, now: float) -> TimeReply:
         """Return a verified time reply for this speaker, or raise RejectedError."""
-        data = _envelope(payload)
-        body, _trusted = self._signed_body(data, TIME_CONTEXT, now)
+        body, _trusted = self._signed_body(_envelope(payload), TIME_CONTEXT, now)
         try:
             doc = json.loads(body)
             validate(doc, "time_reply")
