@@ -14,6 +14,7 @@ POST /api/v1/alerts (signed with X-Signature) and prints, per speaker, from just
 
 - tone started: the attention tone's `started` receipt (the first sound) — p50/p99/max
 - speech started: the speech's `started` receipt — p50/p99/max (it queues behind the tone on purpose)
+- tone accepted: when each speaker had verified and queued the tone's command (its acknowledgement)
 - speech sent: when the speech's command (synthesized with the offline TTS) reached the broker
 - coverage: speakers that started the tone / the speech, and the server's own tally (GET /api/v1/alerts/<id>)
 """
@@ -110,6 +111,17 @@ class AlertServer(RealServer):
             if body["cmd"].get("broadcast_id") == str(broadcast_id):
                 return seen
         return None
+
+    def accepted(self, broadcast_id: int) -> dict[str, float]:
+        """When each speaker had verified and queued a broadcast's command: its `acknowledged` receipt, or the
+        acknowledgement it folded into a later receipt (`detail.acknowledged_at`)."""
+        found: dict[str, float] = {}
+        for _t, r in list(self.receipts):
+            if r.broadcast_id == str(broadcast_id):
+                at = r.at if r.event == "acknowledged" else r.detail.get("acknowledged_at")
+                if isinstance(at, int | float):
+                    found[r.speaker_id] = float(at)
+        return found
 
     def started(self, broadcast_id: int) -> dict[str, Receipt]:
         """Each speaker's started receipt of a broadcast, as the observer saw it."""
@@ -211,6 +223,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "speech_command_at_broker_ms": round((speech_sent - posted) * 1000, 1) if speech_sent else None,
             **figures("tone_started", [(r.at - posted) * 1000 for r in tone.values()]),
             **figures("speech_started", [(r.at - posted) * 1000 for r in speech.values()]),
+            **figures("tone_accepted", [(at - posted) * 1000 for at in server.accepted(tone_id).values()]),
             "tone_started_speakers": len(tone),
             "speech_started_speakers": len(speech),
             "tone_late_starts": sum(1 for r in tone.values() if "late_ms" in r.detail),
