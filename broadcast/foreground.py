@@ -37,11 +37,6 @@ class Foreground:
                 if not self._running:
                     self._cond.notify_all()
 
-    @property
-    def busy(self) -> bool:
-        """True while foreground work runs."""
-        return self._running > 0
-
     def wait_clear(self, limit_s: float) -> float:
         """Wait until no foreground work runs, at most `limit_s` seconds; return the seconds waited."""
         if not self._running:  # the common case: no lock taken

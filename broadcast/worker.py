@@ -204,7 +204,8 @@ class Worker:
             try:
                 first = self.inbox.get(timeout=0.2)
             except queue.Empty:
-                self.caught_up_at = time.time()  # nothing waited for the last 0.2 s: every receipt is applied
+                if self._drained():  # every receipt that arrived so far is applied
+                    self.caught_up_at = time.time()
                 continue
             FOREGROUND.wait_clear(STAND_ASIDE_MAX_S)  # an alert's launch first; its receipts wait here meanwhile
             batch = [first]
@@ -217,8 +218,13 @@ class Worker:
                 self._apply(batch)
             except Exception:
                 logger.exception("could not apply %d receipts/states", len(batch))
-            if self.inbox.empty():
+            if self._drained():
                 self.caught_up_at = time.time()
+
+    def _drained(self) -> bool:
+        """Nothing waits in the consumer (it may be standing aside, holding receipts) nor in the inbox."""
+        consumer = self._consumer
+        return (consumer is None or consumer.idle()) and self.inbox.empty()  # consumer first: it feeds the inbox
 
     def _apply(self, batch: list[tuple[str, Any]]) -> None:
         # One lock order for every batch (speakers, then deliveries by broadcast and speaker) keeps the

@@ -198,6 +198,10 @@ class ReceiptConsumer:
             return None
         return data
 
+    def idle(self) -> bool:
+        """True when no message waits here or is being handed on (read before the callbacks' own queue)."""
+        return self._queue.unfinished_tasks == 0
+
     def _on_receipt(self, message: Message) -> None:
         self._queue.put(("receipt", message))
 
@@ -209,19 +213,24 @@ class ReceiptConsumer:
             entry = self._queue.get()
             if entry is None:
                 return
-            kind, message = entry
-            if self.before_each is not None:
-                self.before_each()
-            data = self._parse(message, kind, kind)
-            if data is None:
-                continue
             try:
-                if kind == "receipt":
-                    self.on_receipt(Receipt.from_dict(data))
-                else:
-                    self.on_state(State.from_dict(data))
-            except Exception:
-                logger.exception("callback failed for %s on %s", kind, message.topic)
+                self._handle(*entry)
+            finally:
+                self._queue.task_done()  # handed on (or dropped): `idle` may say so now
+
+    def _handle(self, kind: str, message: Message) -> None:
+        if self.before_each is not None:
+            self.before_each()
+        data = self._parse(message, kind, kind)
+        if data is None:
+            return
+        try:
+            if kind == "receipt":
+                self.on_receipt(Receipt.from_dict(data))
+            else:
+                self.on_state(State.from_dict(data))
+        except Exception:
+            logger.exception("callback failed for %s on %s", kind, message.topic)
 
 
 class TimeResponder:

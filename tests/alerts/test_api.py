@@ -289,3 +289,25 @@ def test_the_audit_log_has_every_decision(alert_app: Any, county: dict[str, Any]
         actions = session.scalars(select(AuditEvent.action).where(AuditEvent.action.like("alert.%"))).all()
         assert session.scalar(select(func.count()).select_from(Alert)) == 2
     assert sorted(actions) == ["alert.broadcast", "alert.ignored", "alert.received", "alert.received"]
+
+
+def test_the_launch_is_foreground_work_while_it_sends_the_tone_and_synthesizes_the_speech(
+    alert_app: Any, county: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The receipt consumer and writer of this process stand aside while the speech is synthesized."""
+    from broadcast.foreground import FOREGROUND
+    from broadcast.services import clips
+
+    seen: list[float] = []
+    real = clips.from_text
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        seen.append(FOREGROUND.wait_clear(0.05))  # a background thread would have to wait now
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(clips, "from_text", spy)
+    response = post(alert_app.test_client(), county["tokens"]["warning_source"], cap(ident="FG-1", infos=[huangsha()]))
+    assert response.json["action"] == "broadcast"
+    assert len(seen) == 1
+    assert seen[0] >= 0.05, "the launch holds background threads off"
+    assert FOREGROUND.wait_clear(5.0) == 0.0, "and lets them go once it is over"

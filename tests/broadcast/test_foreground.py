@@ -26,13 +26,12 @@ def test_a_background_wait_ends_when_the_foreground_work_ends() -> None:
     background.join(0.3)
     assert background.is_alive(), "it waits while the launch runs"
     assert foreground.waiting == 1
-    assert foreground.busy
     ended = time.monotonic()
     release.set()
     worker.join(10)
     background.join(10)
-    assert not foreground.busy
     assert foreground.waiting == 0
+    assert foreground.wait_clear(5.0) == 0.0, "over: no wait"
     assert 0.3 <= waited[0] < 0.3 + (time.monotonic() - ended) + 1.0, "released when the launch ended, not at 30 s"
 
 

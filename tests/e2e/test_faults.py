@@ -201,11 +201,16 @@ def test_a_receipt_arriving_while_the_worker_stops_waits_for_the_next_worker(tmp
         # While this process launches an alert, the consumer and the writer stand aside: a receipt that arrives
         # meanwhile waits in memory, and is applied once the launch is over.
         middle = "spk-42122410420102-1"
+        queued = "spk-42122410420102-2"
         with FOREGROUND.running():
             acknowledge(middle)
             wait_for(lambda: FOREGROUND.waiting > 0, 10, "the consumer to hold the receipt, standing aside")
-            assert state(middle) == "sent"
-        wait_for(lambda: state(middle) == "acknowledged", 30, "the receipt once the launch is over")
+            # a receipt already in the writer's inbox waits too
+            worker.inbox.put(("receipt", Receipt(queued, "c1", str(broadcast_id), "acknowledged", time.time())))
+            wait_for(lambda: FOREGROUND.waiting > 1, 10, "the writer to stand aside")
+            assert (state(middle), state(queued)) == ("sent", "sent")
+            assert not worker._drained(), "a receipt the consumer holds is not applied: the sweep must not judge yet"
+        wait_for(lambda: state(middle) == state(queued) == "acknowledged", 30, "the receipts once the launch is over")
         stop = consumer.stop
 
         def late_receipt_fault(**options: bool) -> None:
