@@ -237,7 +237,19 @@ class PlaybackEngine:
         agent.mark_done(item.broadcast_id, item.expires_at)
         active = Active(item, playback, volume, preempts=preempts)
         self.active = active
-        active.timers.append(agent.timers.call_at(playback.began_at, self._begin, active))
+        active.timers.append(agent.timers.call_at(playback.began_at, self._begun, active))
+
+    def _begun(self, active: Active) -> None:
+        """The start instant has come. In a simulated fleet its report waits behind what speakers received.
+
+        The output began on time either way and `started` carries that instant; ten thousand simulated speakers
+        starting together must not hold back the commands still arriving for the others (see WorkQueue).
+        """
+        queue = self.agent.work_queue
+        if queue is None or active.preempts is not None:  # what it cuts off ends at this instant, not later
+            self._begin(active)
+        else:
+            queue.submit(self._begin, active, later=True)
 
     def _start_failed(self, item: PlayItem, preempts: tuple[Active, float] | None, reason: str, error: str) -> None:
         self.agent.planner.finished()
@@ -275,6 +287,8 @@ class PlaybackEngine:
         self.agent.persist()
 
     def _end(self, active: Active, event: str, at: float, *, by: str | None = None, reason: str | None = None) -> None:
+        if not active.began_reported and not active.playback.ended and active.playback.began_at <= at:
+            self._begin(active)  # it began, and its report still waits in a fleet's queue: `started` comes first
         for timer in active.timers:
             timer.cancel()
         if active.playback.ended:

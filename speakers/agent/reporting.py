@@ -81,6 +81,8 @@ class Reporter:
         if command_id is not None and event != "rejected" and (item is None or item.source == "command"):
             self.seen.note_receipt(command_id, data)
         if send:
+            if send_after >= 0 and self._held:
+                self._fold_held(data)
             self._outbox_next += 1
             key = self._outbox_next
             self.outbox[key] = data
@@ -105,6 +107,16 @@ class Reporter:
         while len(self.outbox) > OUTBOX_MAX:
             self.outbox.pop(next(iter(self.outbox)))
         self._publish_receipt(key, receipt)
+
+    def _fold_held(self: Agent, data: dict[str, Any]) -> None:
+        """Fold the held acknowledgements of `data`'s command into it now, not when it is published.
+
+        In a fleet's shared queue `data` may wait behind commands; the hold of its acknowledgement may end
+        meanwhile, and the acknowledgement must not leave on its own when `started` is already decided.
+        """
+        for older in [k for k in self._held if k in self.outbox and _folds_into(self.outbox[k], data)]:
+            self._held.remove(older)
+            data["detail"]["acknowledged_at"] = self.outbox.pop(older)["at"]
 
     def _release(self: Agent, key: int) -> None:
         if key in self._held:

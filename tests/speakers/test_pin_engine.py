@@ -213,6 +213,7 @@ class Agent:
         self.planner = Planner(quiet or [], 0)
         self.clock = Clock(device)
         self.timers = device
+        self.work_queue = None  # a real speaker: no fleet queue
         self.cache = Cache()
         self.pcm = Decoder()
         self.output = Output()

@@ -3,18 +3,28 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import dataclasses
+import hashlib
+import io
+import json
 import time
+import wave
 from pathlib import Path
 
 import pytest
 
+from speakers.agent.audio import PcmCache
 from speakers.agent.core import Agent
 from speakers.agent.outputs import create_output
 from speakers.agent.store import MemoryStore
 from speakers.agent.timers import Timers
 from speakers.agent.workqueue import WorkQueue
 from speakers.config import AgentConfig
+from speakers.messages import Play
+from speakers.protocol import Target, encode_command
 from speakers.signing import COMMAND_CONTEXT, KeyPair
+from speakers.simulator import generated_fleet
 from speakers.sodium import sodium_verify
 
 
@@ -122,3 +132,150 @@ def test_a_simulated_speakers_receipt_leaves_after_commands_received_later(tmp_p
 
     asyncio.run(scenario())
     assert order == ["command", "started"]
+
+
+class CapturingClient:
+    """Fake MQTT client (names what it was given): what the agent published, in order."""
+
+    connected = True
+
+    def __init__(self) -> None:
+        self.sent: list[dict[str, object]] = []
+
+    def publish(self, _topic: str, payload: bytes, **_kwargs: object) -> bool:
+        """Record the payload."""
+        self.sent.append(json.loads(payload))
+        return True
+
+
+def test_a_held_acknowledgement_folds_into_a_started_receipt_still_waiting_in_the_fleets_queue(
+    tmp_path: Path,
+) -> None:
+    """The hold ends while `started` waits behind commands: the acknowledgement still leaves inside it, once."""
+    config = AgentConfig(speaker_id="q-2", broker_url="mqtt://127.0.0.1:1", username=None, password=None,
+                         topic_prefix="p", regions=["1"],
+                         server_keys=[KeyPair.generate().public_b64()], state_dir=tmp_path / "s",
+                         cache_dir=tmp_path / "c")  # fmt: skip
+    client = CapturingClient()
+
+    async def scenario() -> None:
+        queue = WorkQueue(chunk=10)
+        agent = Agent(config, output=create_output("null"), store=MemoryStore(), work_queue=queue)
+        agent.client = client  # type: ignore[assignment]
+        ack = agent.report("acknowledged", command_id="c-1", broadcast_id="1", send_after=-30.0)
+        agent.report("started", command_id="c-1", broadcast_id="1")  # queued behind the commands
+        for key in list(agent._held):
+            agent._release(key)  # the hold's end comes before the queue reaches `started`
+        drained = asyncio.get_running_loop().create_future()
+        queue.submit(lambda: drained.set_result(None), later=True)
+        await asyncio.wait_for(drained, 5)
+        assert [r["event"] for r in client.sent] == ["started"]
+        assert client.sent[0]["detail"]["acknowledged_at"] == ack["at"]  # type: ignore[index]
+        assert not agent._held
+
+    asyncio.run(scenario())
+
+
+def _tiny_wav() -> bytes:
+    """A quarter second of quiet 16 kHz mono audio."""
+    out = io.BytesIO()
+    with wave.open(out, "wb") as wav:
+        wav.setnchannels(1)
+        wav.setsampwidth(2)
+        wav.setframerate(16000)
+        wav.writeframes(b"\x01\x00" * 4000)
+    return out.getvalue()
+
+
+def _fleet_speaker_and_play(tmp_path: Path, start_in: float, bid: str) -> tuple[AgentConfig, PcmCache, bytes]:
+    """A generated fleet's speaker, decoded audio already at hand (as the tone is), and a signed play for it."""
+    signer = KeyPair.generate()
+    (config,) = generated_fleet(1, broker_url="mqtt://127.0.0.1:1", server_keys=[signer.public_b64()],
+                                prefix="p", regions=["1"], work_dir=tmp_path)  # fmt: skip
+    media = _tiny_wav()
+    sha256 = hashlib.sha256(media).hexdigest()
+    clip = tmp_path / "clip.wav"
+    clip.write_bytes(media)
+    pcm = PcmCache()
+    pcm.get(sha256, clip)
+    now = time.time()
+    play = Play(broadcast_id=bid, priority="emergency", media_url="http://127.0.0.1:1/x.wav", sha256=sha256,
+                duration_ms=250, start_at=now + start_in, media_b64=base64.b64encode(media).decode())  # fmt: skip
+    target = [Target.speaker(config.speaker_id)]
+    payload = encode_command(play, signer=signer, seq=1, command_id=f"c-{bid}", targets=target, issued_at=now,
+                             expires_at=now + 60)  # fmt: skip
+    return config, pcm, payload
+
+
+@pytest.mark.parametrize("fleet", [True, False], ids=["generated-fleet", "device-default"])
+def test_a_generated_fleet_arms_a_play_starting_within_a_second_when_it_accepts_it(tmp_path: Path, fleet: bool) -> None:
+    """The fleet's one-second arm lead: armed on acceptance; a real speaker's 250 ms: armed shortly before the start.
+
+    Both begin at the start instant (the output waits for it), so the fleet saves a planning pass, nothing else.
+    """
+    config, pcm, payload = _fleet_speaker_and_play(tmp_path, 0.8, "7")
+    if not fleet:
+        config = dataclasses.replace(config, arm_lead_ms=AgentConfig.arm_lead_ms)
+    armed: list[tuple[float, float]] = []
+
+    async def scenario() -> bool:
+        agent = Agent(config, output=create_output("null"), store=MemoryStore(), pcm=pcm)
+        done = asyncio.get_running_loop().create_future()
+        play_on_output = agent.output.play
+
+        def recording_play(*args: object, **kwargs: object) -> object:
+            armed.append((time.time(), kwargs["start_at"]))  # type: ignore[arg-type]
+            done.set_result(None)
+            return play_on_output(*args, **kwargs)  # type: ignore[arg-type]
+
+        agent.output.play = recording_play  # type: ignore[method-assign]
+        agent.handle_command(agent.own_topic, payload)
+        on_acceptance = bool(armed)
+        await asyncio.wait_for(done, 5)
+        agent.engine.close()
+        return on_acceptance
+
+    on_acceptance = asyncio.run(scenario())
+    ((at, begins),) = armed  # begins: the start instant the output was given
+    assert on_acceptance is fleet
+    if not fleet:
+        assert 0.0 < begins - at <= 0.26, f"armed {begins - at:.3f} s before the start"
+
+
+def _start_with_a_command_waiting(tmp_path: Path, bid: str, *, stop_after_start: bool) -> list[str]:
+    """Arm a fleet speaker's play, queue a received command, let the start instant come (and a stop, if asked),
+    drain the queue; return the events reported and the command's turn, in order (acknowledgements left out)."""
+    config, pcm, payload = _fleet_speaker_and_play(tmp_path, 0.5, bid)
+    order: list[str] = []
+
+    async def scenario() -> None:
+        queue = WorkQueue(chunk=10)
+        agent = Agent(config, output=create_output("null"), store=MemoryStore(), work_queue=queue, pcm=pcm)
+        report = agent.report
+        agent.report = lambda event, *a, **k: (order.append(event), report(event, *a, **k))[1]  # type: ignore[method-assign]
+        agent.handle_command(agent.own_topic, payload)
+        active = agent.engine.active
+        assert active is not None, "armed on acceptance"
+        (begins,) = active.timers
+        queue.submit(lambda: order.append("command"))  # received, not handled yet
+        begins.fn(*begins.args)  # type: ignore[misc]  # the start instant comes
+        if stop_after_start:
+            active.playback.began_at -= 1.0  # as if the stop came a second after the start
+            agent.engine.stop(bid)
+        drained = asyncio.get_running_loop().create_future()
+        queue.submit(lambda: drained.set_result(None), later=True)
+        await asyncio.wait_for(drained, 5)
+        agent.engine.close()
+
+    asyncio.run(scenario())
+    return [e for e in order if e != "acknowledged"]
+
+
+def test_in_a_fleet_a_start_is_reported_after_the_commands_already_received(tmp_path: Path) -> None:
+    """At the start instant the output begins; the `started` report waits behind commands that wait to be handled."""
+    assert _start_with_a_command_waiting(tmp_path, "8", stop_after_start=False) == ["command", "started"]
+
+
+def test_in_a_fleet_a_play_stopped_before_its_start_report_left_reports_started_then_stopped(tmp_path: Path) -> None:
+    """The start instant passed, its report waits in the queue, a stop comes: `started` still precedes `stopped`."""
+    assert _start_with_a_command_waiting(tmp_path, "9", stop_after_start=True) == ["started", "stopped", "command"]
