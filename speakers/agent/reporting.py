@@ -127,14 +127,10 @@ class Reporter:
     def _publish_receipt(self: Agent, key: int, data: dict[str, Any]) -> None:
         if self.client is None:
             return
-        if self._held:
+        if self._held:  # held receipts leave first (those that fold into a later one did so in `report`)
             held, self._held = self._held, []
             for older in held:
                 if older in self.outbox and older != key:
-                    if _folds_into(self.outbox[older], data):
-                        # the later word on the same command carries the acknowledgement: one receipt, not two
-                        data["detail"]["acknowledged_at"] = self.outbox.pop(older)["at"]
-                        continue
                     self._publish_receipt(older, self.outbox[older])
         self.client.publish(
             self.receipt_topic, protocol.dumps(data).encode(), qos=1, on_ack=lambda: self.outbox.pop(key, None)
