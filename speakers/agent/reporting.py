@@ -119,6 +119,17 @@ class Reporter:
             data["detail"]["acknowledged_at"] = self.outbox.pop(older)["at"]
 
     def _release(self: Agent, key: int) -> None:
+        """The hold of a held receipt is over. In a fleet it leaves after the reports already queued.
+
+        A `started` queued behind received commands (engine._begun) folds this acknowledgement in when it
+        runs; released at once, the acknowledgement would leave on its own, one publish per speaker.
+        """
+        if self.work_queue is not None:
+            self.work_queue.submit(self._release_now, key, later=True)
+        else:
+            self._release_now(key)
+
+    def _release_now(self: Agent, key: int) -> None:
         if key in self._held:
             self._held.remove(key)
             if key in self.outbox:

@@ -22,7 +22,7 @@ from speakers.agent.timers import Timers
 from speakers.agent.workqueue import WorkQueue
 from speakers.config import AgentConfig
 from speakers.messages import Play
-from speakers.protocol import Target, encode_command
+from speakers.protocol import Target, command_topic_for_region, encode_command
 from speakers.signing import COMMAND_CONTEXT, KeyPair
 from speakers.simulator import generated_fleet
 from speakers.sodium import sodium_verify
@@ -187,24 +187,32 @@ def _tiny_wav() -> bytes:
     return out.getvalue()
 
 
+_SIGNER = KeyPair.generate()
+
+
 def _fleet_speaker_and_play(tmp_path: Path, start_in: float, bid: str) -> tuple[AgentConfig, PcmCache, bytes]:
     """A generated fleet's speaker, decoded audio already at hand (as the tone is), and a signed play for it."""
-    signer = KeyPair.generate()
-    (config,) = generated_fleet(1, broker_url="mqtt://127.0.0.1:1", server_keys=[signer.public_b64()],
+    (config,) = generated_fleet(1, broker_url="mqtt://127.0.0.1:1", server_keys=[_SIGNER.public_b64()],
                                 prefix="p", regions=["1"], work_dir=tmp_path)  # fmt: skip
     media = _tiny_wav()
-    sha256 = hashlib.sha256(media).hexdigest()
     clip = tmp_path / "clip.wav"
     clip.write_bytes(media)
     pcm = PcmCache()
-    pcm.get(sha256, clip)
+    pcm.get(hashlib.sha256(media).hexdigest(), clip)
+    return config, pcm, _signed_play(config, start_in, bid)
+
+
+def _signed_play(config: AgentConfig, start_in: float, bid: str, *, priority: str = "emergency", seq: int = 1,
+                 region_wide: bool = False) -> bytes:  # fmt: skip
+    """A signed play of the tiny clip for `config`'s speaker (or its whole region), starting in `start_in` s."""
+    media = _tiny_wav()
     now = time.time()
-    play = Play(broadcast_id=bid, priority="emergency", media_url="http://127.0.0.1:1/x.wav", sha256=sha256,
-                duration_ms=250, start_at=now + start_in, media_b64=base64.b64encode(media).decode())  # fmt: skip
-    target = [Target.speaker(config.speaker_id)]
-    payload = encode_command(play, signer=signer, seq=1, command_id=f"c-{bid}", targets=target, issued_at=now,
-                             expires_at=now + 60)  # fmt: skip
-    return config, pcm, payload
+    play = Play(broadcast_id=bid, priority=priority, media_url="http://127.0.0.1:1/x.wav",
+                sha256=hashlib.sha256(media).hexdigest(), duration_ms=250, start_at=now + start_in,
+                media_b64=base64.b64encode(media).decode())  # fmt: skip
+    target = [Target.region("1") if region_wide else Target.speaker(config.speaker_id)]
+    return encode_command(play, signer=_SIGNER, seq=seq, command_id=f"c-{bid}", targets=target, issued_at=now,
+                          expires_at=now + 60)  # fmt: skip
 
 
 @pytest.mark.parametrize("fleet", [True, False], ids=["generated-fleet", "device-default"])
@@ -279,3 +287,86 @@ def test_in_a_fleet_a_start_is_reported_after_the_commands_already_received(tmp_
 def test_in_a_fleet_a_play_stopped_before_its_start_report_left_reports_started_then_stopped(tmp_path: Path) -> None:
     """The start instant passed, its report waits in the queue, a stop comes: `started` still precedes `stopped`."""
     assert _start_with_a_command_waiting(tmp_path, "9", stop_after_start=True) == ["started", "stopped", "command"]
+
+
+def test_in_a_fleet_an_acknowledgement_whose_hold_ends_after_the_start_rides_in_the_queued_started(
+    tmp_path: Path,
+) -> None:
+    """The start instant came and `started` waits behind received commands; then the acknowledgement's hold ends.
+
+    Its release waits in the queue too, behind `started`, which takes it in: one receipt per speaker, not two.
+    """
+    config, pcm, _payload = _fleet_speaker_and_play(tmp_path, 0.5, "10")
+    client = CapturingClient()
+
+    async def scenario() -> None:
+        queue = WorkQueue(chunk=10)
+        agent = Agent(config, output=create_output("null"), store=MemoryStore(), work_queue=queue, pcm=pcm)
+        agent.client = client  # type: ignore[assignment]
+        agent.handle_command(command_topic_for_region("p", "1"), _signed_play(config, 0.5, "10", region_wide=True))
+        assert agent._held, "a region-wide play starting soon: its acknowledgement is held"
+        active = agent.engine.active
+        assert active is not None
+        (begins,) = active.timers
+        queue.submit(lambda: None)  # a received command, not handled yet
+        begins.fn(*begins.args)  # type: ignore[misc]  # the start instant comes: `started` is queued
+        for key in list(agent._held):
+            agent._release(key)  # then the hold ends
+        drained = asyncio.get_running_loop().create_future()
+        queue.submit(lambda: drained.set_result(None), later=True)
+        await asyncio.wait_for(drained, 5)
+        agent.engine.close()
+
+    asyncio.run(scenario())
+    assert [r["event"] for r in client.sent] == ["started"]
+    assert "acknowledged_at" in client.sent[0]["detail"]  # type: ignore[operator]
+
+
+def test_in_a_fleet_a_preempting_play_ends_the_play_it_cuts_off_at_its_start_not_through_the_queue(
+    tmp_path: Path,
+) -> None:
+    """An emergency cuts off a normal play; the normal play's own end falls while the queue is still busy.
+
+    Were the emergency's begin queued, the normal play's end timer would run first and report it `finished`,
+    played in full; it was cut off, and must be reported `preempted` at the emergency's start instant.
+    """
+    config, pcm, _payload = _fleet_speaker_and_play(tmp_path, 0.2, "11")
+    events: list[tuple[str, str | None]] = []
+
+    async def scenario() -> None:
+        queue = WorkQueue(chunk=10)
+        agent = Agent(config, output=create_output("null"), store=MemoryStore(), work_queue=queue, pcm=pcm)
+        report = agent.report
+        agent.report = lambda event, *a, **k: (  # type: ignore[method-assign]
+            events.append((event, a[0].broadcast_id if a else k.get("broadcast_id"))),
+            report(event, *a, **k),
+        )[1]
+
+        async def drain() -> None:
+            drained = asyncio.get_running_loop().create_future()
+            queue.submit(lambda: drained.set_result(None), later=True)
+            await asyncio.wait_for(drained, 5)
+
+        agent.handle_command(agent.own_topic, _signed_play(config, 0.2, "normal", priority="normal"))
+        normal = agent.engine.active
+        assert normal is not None
+        (begins,) = normal.timers
+        begins.fn(*begins.args)  # type: ignore[misc]
+        await drain()
+        (_begins, ends) = normal.timers  # its natural end, a quarter second after its start
+        agent.handle_command(agent.own_topic, _signed_play(config, 0.3, "alert", seq=2))
+        alert = agent.engine.active
+        assert alert is not None
+        assert alert.preempts is not None
+        assert alert.preempts[0] is normal
+        queue.submit(lambda: events.append(("command", None)))  # received, not handled yet
+        (alert_begins,) = alert.timers
+        alert_begins.fn(*alert_begins.args)  # type: ignore[misc]  # the emergency's start instant
+        if not ends.cancelled():
+            ends.fn(*ends.args)  # type: ignore[misc]  # the normal play's end comes before the queue is through
+        await drain()
+        agent.engine.close()
+
+    asyncio.run(scenario())
+    played = [e for e in events if e[0] != "acknowledged"]
+    assert played == [("started", "normal"), ("preempted", "normal"), ("started", "alert"), ("command", None)]
