@@ -239,7 +239,7 @@ class Worker:
             found = receipts.preload(session, receipts_in, {str(f.get("speaker_id")) for f in states})
             for fields in states:
                 if receipts.apply_state(session, str(fields.get("speaker_id")), fields) == "online":
-                    self._push_state.resync.add(str(fields.get("speaker_id")))
+                    self._push_state.came_online(str(fields.get("speaker_id")))
                 speaker_moves.note_state(session, str(fields.get("speaker_id")), fields, self._follow)
             for receipt in receipts_in:
                 if receipts.apply_receipt(session, receipt, found) and str(receipt.broadcast_id).isdigit():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import threading
 import time
 import uuid
 from collections import defaultdict
@@ -33,7 +34,19 @@ class PushState:
     """What the worker last sent each speaker (kept in memory: after a restart everything is sent once)."""
 
     sent: dict[str, tuple[str, float]] = field(default_factory=dict)  # speaker -> (content hash, sent at)
-    resync: set[str] = field(default_factory=set)  # speakers back online: send even if unchanged
+    _resync: set[str] = field(default_factory=set)  # speakers back online: send even if unchanged
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def came_online(self, speaker_id: str) -> None:
+        """Send this speaker a snapshot at the next push even if nothing changed (the receipt thread calls it)."""
+        with self._lock:
+            self._resync.add(speaker_id)
+
+    def take_resync(self) -> set[str]:
+        """The speakers noted since the last call; one noted meanwhile is kept for the next push, never lost."""
+        with self._lock:
+            taken, self._resync = self._resync, set()
+        return taken
 
 
 def upcoming(session: Session, platform: Platform, now: float) -> dict[str, list[dict[str, Any]]]:
@@ -80,18 +93,18 @@ def push(platform: Platform, state: PushState, *, now: float | None = None) -> i
     at that moment, or that broadcast would fall behind the speakers' anti-replay window.
     """
     now = time.time() if now is None else now
+    resync = state.take_resync()
     with platform.db.transaction() as session:
         plan = upcoming(session, platform, now)
-    speakers = set(plan) | {s for s, (digest, _) in state.sent.items() if digest != _digest([])} | state.resync
+    speakers = set(plan) | {s for s, (digest, _) in state.sent.items() if digest != _digest([])} | resync
     due: list[tuple[str, list[dict[str, Any]], str]] = []
     for speaker_id in sorted(speakers):
         entries = plan.get(speaker_id, [])
         digest = _digest(entries)
         last = state.sent.get(speaker_id)
         fresh = last is not None and last[0] == digest and now - last[1] < REFRESH_S
-        if not fresh or speaker_id in state.resync:
+        if not fresh or speaker_id in resync:
             due.append((speaker_id, entries, digest))
-    state.resync.clear()
     keep: list[dict[str, Any]] = []  # alerts helper: media every speaker must hold (the attention tone)
     if due:
         with platform.db.transaction() as session:

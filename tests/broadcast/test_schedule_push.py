@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import Any
 
@@ -57,7 +58,7 @@ def test_each_speaker_gets_its_upcoming_plays_once(app: Any, tokens: dict[str, s
     assert play["expires_at"] > play["start_at"]
     assert "/media/" in play["media_url"]
     assert schedule_push.push(platform, state) == 0  # nothing changed
-    state.resync.add("spk-42122410420101-1")  # it came back online
+    state.came_online("spk-42122410420101-1")
     assert schedule_push.push(platform, state) == 1
 
 
@@ -74,3 +75,30 @@ def test_sequence_numbers_are_published_batch_by_batch(
     for seq, published_at, _ in fake.sent:
         # no number more than one batch ahead was taken before this one was on its way
         assert all(issued_at >= published_at for s, issued_at in issued.items() if s >= seq + 5)
+
+
+def test_a_speaker_back_online_while_a_push_runs_is_sent_a_snapshot_at_the_next_push(
+    app: Any, tokens: dict[str, str], fake: FakePublisher, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The receipt thread notes a speaker online while the worker's push is half-way: it is not lost."""
+    platform = app.extensions["platform"]
+    state = schedule_push.PushState()
+    _schedule(app, tokens, HUANGSHA, 3600)
+    fake.sent.clear()
+    digest, injected = schedule_push._digest, []
+
+    def digest_while_the_receipt_thread_notes_a_speaker(entries: list[dict[str, Any]]) -> str:
+        """Fault injection: the other thread runs between two of the push's steps (here, once, mid-loop)."""
+        if not injected:
+            thread = threading.Thread(target=state.came_online, args=("spk-42122410420101-1",))
+            thread.start()
+            thread.join()
+            injected.append(True)
+        return digest(entries)
+
+    monkeypatch.setattr(schedule_push, "_digest", digest_while_the_receipt_thread_notes_a_speaker)
+    assert schedule_push.push(platform, state) == 12
+    assert injected
+    fake.sent.clear()
+    assert schedule_push.push(platform, state) == 1
+    assert [c.body["targets"] for _, _, c in fake.sent] == [["speaker:spk-42122410420101-1"]]
