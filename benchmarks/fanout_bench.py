@@ -520,8 +520,8 @@ class Simulator:
         self._reader.join(5)
 
 
-def wait_until(condition: Any, timeout: float, what: str, *, fatal: bool = True) -> bool:
-    """Poll `condition` until true; on timeout exit (fatal) or return False."""
+def wait_until(condition: Any, timeout: float, what: str, *, fatal: bool = True, every: float = 0.2) -> bool:
+    """Poll `condition` every `every` seconds until true; on timeout exit (fatal) or return False."""
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
@@ -529,7 +529,7 @@ def wait_until(condition: Any, timeout: float, what: str, *, fatal: bool = True)
                 raise SystemExit(f"timed out waiting for {what}")
             print(f"warning: timed out waiting for {what}", file=sys.stderr)
             return False
-        time.sleep(0.2)
+        time.sleep(every)
     return True
 
 

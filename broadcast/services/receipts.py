@@ -65,10 +65,29 @@ def _advances(current: str, new: str) -> bool:
 DeliveryKey = tuple[int, str]
 
 
+# session.info keys of what `preload` keeps for its batch
+PRELOADED_SPEAKERS = "receipts.preloaded_speakers"
+SCHEDULE_COMMANDS = "receipts.schedule_commands"  # command id -> is a schedule snapshot
+
+
 def preload(session: Session, receipts: list[ReceiptIn], speaker_ids: set[str]) -> dict[DeliveryKey, Delivery]:
-    """Load a batch's speakers and deliveries in a few queries instead of one per message."""
+    """Load a batch's speakers and deliveries in a few queries instead of one per message.
+
+    The session's identity map holds objects weakly, so the speakers are kept in `session.info` for the batch:
+    otherwise each `session.get` of `apply_state` would query again, flushing the previous speaker first (at a
+    county's 10,000 speakers coming online, that was a flush, an audit-chain seal and a query per state).
+    Which acknowledged commands are schedule snapshots is looked up once for the batch as well.
+    """
+    acks = [r for r in receipts if _schedule_ack_candidate(r)]
+    if acks:
+        ids = sorted({str(r.command_id) for r in acks})
+        query = select(Command.command_id).where(Command.kind == "schedule", Command.command_id.in_(ids))
+        schedules = set(session.scalars(query))
+        session.info.setdefault(SCHEDULE_COMMANDS, {}).update((c, c in schedules) for c in ids)
+        speaker_ids = speaker_ids | {r.speaker_id for r in acks if r.command_id in schedules}
     if speaker_ids:
-        list(session.scalars(select(Speaker).where(Speaker.id.in_(sorted(speaker_ids)))))  # into the identity map
+        query = select(Speaker).where(Speaker.id.in_(sorted(speaker_ids)))
+        session.info.setdefault(PRELOADED_SPEAKERS, []).extend(session.scalars(query))
     wanted: dict[int, set[str]] = {}
     for receipt in receipts:
         if receipt.event in EVENT_STATE and receipt.broadcast_id and str(receipt.broadcast_id).isdigit():
@@ -78,6 +97,19 @@ def preload(session: Session, receipts: list[ReceiptIn], speaker_ids: set[str]) 
         query = select(Delivery).where(Delivery.broadcast_id == broadcast_id, Delivery.speaker_id.in_(sorted(ids)))
         found.update(((d.broadcast_id, d.speaker_id), d) for d in session.scalars(query))
     return found
+
+
+def _schedule_ack_candidate(receipt: ReceiptIn) -> bool:
+    """An acknowledgement of a command that belongs to no broadcast (a schedule snapshot, among others)."""
+    return receipt.event == "acknowledged" and not receipt.broadcast_id and bool(receipt.command_id)
+
+
+def _is_schedule(session: Session, command_id: str) -> bool:
+    """Whether this command is a schedule snapshot: from `preload`'s lookup, else asked of the database."""
+    known = session.info.get(SCHEDULE_COMMANDS, {})
+    if command_id in known:
+        return bool(known[command_id])
+    return session.scalar(select(Command.kind).where(Command.command_id == command_id)) == "schedule"
 
 
 def apply_receipt(session: Session, receipt: ReceiptIn, deliveries: dict[DeliveryKey, Delivery]) -> bool:
@@ -95,14 +127,11 @@ def apply_receipt(session: Session, receipt: ReceiptIn, deliveries: dict[Deliver
             reason=receipt.reason,
             broadcast_id=receipt.broadcast_id,
         )
-    if receipt.event == "acknowledged" and not receipt.broadcast_id and receipt.command_id:
-        kind = session.scalar(select(Command.kind).where(Command.command_id == receipt.command_id))
-        if kind == "schedule":
-            session.execute(
-                update(Speaker)
-                .where(Speaker.id == receipt.speaker_id)
-                .values(schedule_synced_at=datetime.fromtimestamp(receipt.at, UTC))
-            )
+    if _schedule_ack_candidate(receipt):
+        if _is_schedule(session, str(receipt.command_id)):
+            speaker = session.get(Speaker, receipt.speaker_id)
+            if speaker is not None:
+                speaker.schedule_synced_at = datetime.fromtimestamp(receipt.at, UTC)
         return False
     if receipt.event == "refused" and receipt.reason == "already_played":
         return False  # a second copy of a broadcast this speaker already played: nothing to record

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, func, select
 
 from broadcast.db import Database
 from broadcast.models import AuditEvent, Broadcast, Clip, Command, Delivery, Region, Speaker
@@ -385,6 +385,59 @@ def test_state_without_a_time_is_seen_now(db: Database) -> None:
         seen = session.get(Speaker, "spk-1").last_seen  # type: ignore[union-attr]
         assert seen is not None
         assert before <= seen.replace(tzinfo=UTC) <= datetime.now(UTC) + timedelta(seconds=1)
+
+
+def _statements_for_a_batch(db: Database, count: int) -> tuple[int, int]:
+    """Apply, as the worker does, the first state of `count` new speakers and their schedule acknowledgements.
+
+    Returns the SQL statements the batch ran and the speakers it left online and synced.
+    """
+    ids = [f"spk-batch-{count}-{i}" for i in range(count)]
+    with db.transaction() as session:
+        session.add_all(Speaker(id=s, name=s, grid_code=GRID) for s in ids)
+        session.add_all(
+            Command(command_id=f"snap-{s}", kind="schedule", topics=[], body={}, issued_at=0.0, expires_at=1e10,
+                    attempts=0)
+            for s in ids
+        )  # fmt: skip
+    acks = [ReceiptIn(s, f"snap-{s}", None, "acknowledged", 1_800_000_000.0) for s in ids]
+    statements: list[str] = []
+
+    def count_statement(*args: Any) -> None:
+        statements.append(args[2])
+
+    event.listen(db.engine, "before_cursor_execute", count_statement)
+    try:
+        with db.transaction() as session:
+            found = receipts.preload(session, acks, set(ids))
+            for speaker_id in ids:
+                assert receipts.apply_state(session, speaker_id, {"at": 1_800_000_000.0}) == "online"
+            for ack in acks:
+                receipts.apply_receipt(session, ack, found)
+    finally:
+        event.remove(db.engine, "before_cursor_execute", count_statement)
+    with db.transaction() as session:
+        done = session.scalar(
+            select(func.count()).select_from(Speaker).where(
+                Speaker.id.in_(ids), Speaker.online.is_(True), Speaker.schedule_synced_at.is_not(None)
+            )
+        )  # fmt: skip
+    # the audit trail's own rows are one insert each; everything else must not grow with the batch
+    return len([s for s in statements if not s.startswith("INSERT INTO audit_events")]), int(done or 0)
+
+
+def test_a_batch_of_states_and_schedule_acknowledgements_costs_the_same_statements_for_5_or_60_speakers(
+    db: Database,
+) -> None:
+    """A county coming online: each speaker's first state (audited) and snapshot acknowledgement in one batch.
+
+    Its speakers are loaded once and kept for the batch; before, each state queried its speaker again (the
+    identity map had let go of it), flushing and sealing the previous one first: statements grew with the batch.
+    """
+    few, few_done = _statements_for_a_batch(db, 5)
+    many, many_done = _statements_for_a_batch(db, 60)
+    assert (few_done, many_done) == (5, 60)
+    assert many - few <= 2, f"{few} statements for 5 speakers, {many} for 60"
 
 
 def test_speakers_silent_too_long_are_marked_offline(db: Database) -> None:
