@@ -16,7 +16,8 @@ POST /api/v1/alerts (signed with X-Signature) and prints, per speaker, from just
 - speech started: the speech's `started` receipt — p50/p99/max (it queues behind the tone on purpose)
 - tone accepted: when each speaker had verified and queued the tone's command (its acknowledgement)
 - speech sent: when the speech's command (synthesized with the offline TTS) reached the broker
-- coverage: speakers that started the tone / the speech, and the server's own tally (GET /api/v1/alerts/<id>)
+- coverage: speakers that started the tone / the speech, and the server's own tally (GET /api/v1/alerts/<id>,
+  read every 2 s as the console does) with how long after the POST it was complete (`server_tally_after_s`)
 """
 
 from __future__ import annotations
