@@ -68,6 +68,7 @@ DeliveryKey = tuple[int, str]
 # session.info keys of what `preload` keeps for its batch
 PRELOADED_SPEAKERS = "receipts.preloaded_speakers"
 SCHEDULE_COMMANDS = "receipts.schedule_commands"  # command id -> is a schedule snapshot
+PLAY_WINDOWS = "receipts.play_windows"  # broadcast id -> (start_at, seconds its play lasts)
 
 
 def preload(session: Session, receipts: list[ReceiptIn], speaker_ids: set[str]) -> dict[DeliveryKey, Delivery]:
@@ -76,7 +77,9 @@ def preload(session: Session, receipts: list[ReceiptIn], speaker_ids: set[str]) 
     The session's identity map holds objects weakly, so the speakers are kept in `session.info` for the batch:
     otherwise each `session.get` of `apply_state` would query again, flushing the previous speaker first (at a
     county's 10,000 speakers coming online, that was a flush, an audit-chain seal and a query per state).
-    Which acknowledged commands are schedule snapshots is looked up once for the batch as well.
+    Which acknowledged commands are schedule snapshots, and how long each broadcast's play lasts (for the next
+    query of an acknowledged or playing delivery), are looked up once for the batch as well: a `session.get`
+    of the broadcast and its clip per receipt queried both again each time, flushing the previous delivery.
     """
     acks = [r for r in receipts if _schedule_ack_candidate(r)]
     if acks:
@@ -92,6 +95,8 @@ def preload(session: Session, receipts: list[ReceiptIn], speaker_ids: set[str]) 
     for receipt in receipts:
         if receipt.event in EVENT_STATE and receipt.broadcast_id and str(receipt.broadcast_id).isdigit():
             wanted.setdefault(int(str(receipt.broadcast_id)), set()).add(receipt.speaker_id)
+    if wanted:
+        session.info.setdefault(PLAY_WINDOWS, {}).update(_play_windows(session, sorted(wanted)))
     found: dict[DeliveryKey, Delivery] = {}
     for broadcast_id, ids in sorted(wanted.items()):
         query = select(Delivery).where(Delivery.broadcast_id == broadcast_id, Delivery.speaker_id.in_(sorted(ids)))
@@ -163,14 +168,29 @@ def apply_receipt(session: Session, receipt: ReceiptIn, deliveries: dict[Deliver
     return True
 
 
+def _play_windows(session: Session, broadcast_ids: list[int]) -> dict[int, tuple[float, float]]:
+    """Broadcast id -> (its start, how long its play lasts with its repeats), for these broadcasts."""
+    query = (
+        select(Broadcast.id, Broadcast.start_at, Broadcast.repeat, Clip.duration_ms)
+        .join(Clip, Clip.id == Broadcast.clip_id)
+        .where(Broadcast.id.in_(broadcast_ids))
+    )
+    return {
+        int(row.id): (row.start_at, row.duration_ms / 1000 * row.repeat + REPEAT_GAP_S * (row.repeat - 1))
+        for row in session.execute(query)
+    }
+
+
 def _query_at(session: Session, delivery: Delivery, state: str, at: float) -> float | None:
     """When to ask an acknowledged or playing speaker again: a while after its play should have ended."""
-    item = session.get(Broadcast, delivery.broadcast_id)
-    clip = session.get(Clip, item.clip_id) if item is not None else None
-    if item is None or clip is None:
+    windows = session.info.setdefault(PLAY_WINDOWS, {})
+    if delivery.broadcast_id not in windows:
+        windows.update(_play_windows(session, [delivery.broadcast_id]))
+    window = windows.get(delivery.broadcast_id)
+    if window is None:
         return None
-    play_s = clip.duration_ms / 1000 * item.repeat + REPEAT_GAP_S * (item.repeat - 1)
-    begin = max(item.start_at, at) if state == "acknowledged" else at
+    start_at, play_s = window
+    begin = max(start_at, at) if state == "acknowledged" else at
     return begin + play_s + QUERY_AFTER_S
 
 
