@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import threading
 import time
 import uuid
 from collections import defaultdict
@@ -17,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from broadcast.models import Broadcast, Clip, Delivery
 from broadcast.services import alert_tone, commands
+from broadcast.services.handoff import Handoff
 
 if TYPE_CHECKING:
     from broadcast.platform import Platform
@@ -34,19 +34,11 @@ class PushState:
     """What the worker last sent each speaker (kept in memory: after a restart everything is sent once)."""
 
     sent: dict[str, tuple[str, float]] = field(default_factory=dict)  # speaker -> (content hash, sent at)
-    _resync: set[str] = field(default_factory=set)  # speakers back online: send even if unchanged
-    _lock: threading.Lock = field(default_factory=threading.Lock)
+    resync: Handoff = field(default_factory=Handoff)  # speakers back online: send even if unchanged
 
     def came_online(self, speaker_id: str) -> None:
         """Send this speaker a snapshot at the next push even if nothing changed (the receipt thread calls it)."""
-        with self._lock:
-            self._resync.add(speaker_id)
-
-    def take_resync(self) -> set[str]:
-        """The speakers noted since the last call; one noted meanwhile is kept for the next push, never lost."""
-        with self._lock:
-            taken, self._resync = self._resync, set()
-        return taken
+        self.resync.add(speaker_id)
 
 
 def upcoming(session: Session, platform: Platform, now: float) -> dict[str, list[dict[str, Any]]]:
@@ -93,7 +85,7 @@ def push(platform: Platform, state: PushState, *, now: float | None = None) -> i
     at that moment, or that broadcast would fall behind the speakers' anti-replay window.
     """
     now = time.time() if now is None else now
-    resync = state.take_resync()
+    resync = state.resync.take()
     with platform.db.transaction() as session:
         plan = upcoming(session, platform, now)
     speakers = set(plan) | {s for s, (digest, _) in state.sent.items() if digest != _digest([])} | resync

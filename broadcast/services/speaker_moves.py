@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 from broadcast.errors import BroadcastError
 from broadcast.models import Command, Region, Speaker
 from broadcast.services import commands, regions
+from broadcast.services.handoff import Handoff
 
 if TYPE_CHECKING:
     from broadcast.platform import Platform
@@ -73,7 +74,7 @@ def send_pending(session: Session, platform: Platform) -> int:
 class FollowState:
     """What the worker knows about speakers that have not followed a move (kept in memory)."""
 
-    due: set[str] = field(default_factory=set)  # speakers reporting a grid other than theirs
+    due: Handoff = field(default_factory=Handoff)  # speakers reporting a grid other than theirs
     sent: dict[str, float] = field(default_factory=dict)  # speaker -> when the worker last told it
 
 
@@ -93,7 +94,7 @@ def note_state(session: Session, speaker_id: str, fields: dict[str, Any], state:
 def follow(platform: Platform, state: FollowState, *, now: float | None = None) -> int:
     """Send a fresh `regions` command to each due speaker not told within FOLLOW_AGAIN_S; returns how many."""
     now = time.time() if now is None else now
-    due, state.due = state.due, set()  # swapped, not iterated: the receipt writer adds to it meanwhile
+    due = state.due.take()  # the receipt writer notes speakers meanwhile: they wait for the next run
     ready = sorted(s for s in due if now - state.sent.get(s, 0.0) >= FOLLOW_AGAIN_S)
     sent = 0
     for start in range(0, len(ready), BATCH):

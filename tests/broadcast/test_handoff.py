@@ -1,0 +1,45 @@
+"""The set the receipt writer notes speakers in and a worker job takes whole."""
+
+from __future__ import annotations
+
+import threading
+
+from broadcast.services.handoff import Handoff
+
+
+def test_ids_noted_while_other_threads_take_are_each_taken_exactly_once() -> None:
+    handoff = Handoff()
+    writers, per_writer = 4, 5000
+    taken: list[set[str]] = []
+    started = threading.Barrier(writers + 1)
+
+    def note(writer: int) -> None:
+        started.wait()
+        for i in range(per_writer):
+            handoff.add(f"w{writer}-{i}")
+
+    threads = [threading.Thread(target=note, args=(w,)) for w in range(writers)]
+    for thread in threads:
+        thread.start()
+    started.wait()
+    while any(t.is_alive() for t in threads):
+        taken.append(handoff.take())
+    for thread in threads:
+        thread.join()
+    taken.append(handoff.take())
+    every = [item for batch in taken for item in batch]
+    assert len(every) == len(set(every)) == writers * per_writer, "none lost, none taken twice"
+    assert sum(1 for batch in taken if batch) > 1, "taken in several goes while the writers noted"
+    assert handoff.take() == set()
+
+
+def test_a_discarded_id_is_not_taken_and_membership_reads_the_noted_ids() -> None:
+    handoff = Handoff()
+    for speaker in ("spk-1", "spk-2", "spk-3"):
+        handoff.add(speaker)
+    handoff.discard("spk-2")
+    handoff.discard("never-noted")
+    assert "spk-1" in handoff
+    assert "spk-2" not in handoff
+    assert handoff.take() == {"spk-1", "spk-3"}
+    assert "spk-1" not in handoff
