@@ -12,6 +12,7 @@ import binascii
 import logging
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from speakers.agent.outputs.base import Playback
@@ -276,17 +277,31 @@ class PlaybackEngine:
         self.agent.report("started", active.item, at=active.playback.began_at, detail=detail)
 
     def _finish(self, active: Active) -> None:
+        """The play ran to its end: report it and start what waits. In a fleet the report queues behind.
+
+        Ten thousand simulated speakers whose tone ends at the same instant each start their queued speech
+        before any of them reports the tone finished, as each real speaker would on its own processor.
+        """
         if active.playback.ended:
             return
         end = active.playback.began_at + active.playback.duration_s
-        self._end(active, "finished", end)
+        self._end(active, "finished", end, queued=self.agent.work_queue is not None)
         if self.active is active:
             self.active = None
             self.agent.planner.finished()
         self.replan(persist=False)
         self.agent.persist()
 
-    def _end(self, active: Active, event: str, at: float, *, by: str | None = None, reason: str | None = None) -> None:
+    def _end(
+        self,
+        active: Active,
+        event: str,
+        at: float,
+        *,
+        by: str | None = None,
+        reason: str | None = None,
+        queued: bool = False,
+    ) -> None:
         if not active.began_reported and not active.playback.ended and active.playback.began_at <= at:
             self._begin(active)  # it began, and its report still waits in a fleet's queue: `started` comes first
         for timer in active.timers:
@@ -299,7 +314,12 @@ class PlaybackEngine:
             detail["file"] = active.playback.file
         if by:
             detail["by"] = by
-        self.agent.report(event, active.item, at=max(at, active.playback.began_at), reason=reason, detail=detail)
+        at = max(at, active.playback.began_at)
+        report = partial(self.agent.report, event, active.item, at=at, reason=reason, detail=detail)
+        if queued and self.agent.work_queue is not None:
+            self.agent.work_queue.submit(report, later=True)
+        else:
+            report()
 
     def stop(self, broadcast_id: str | None) -> int:
         """End the matching play now and drop matching queued plays; return how many were affected.

@@ -390,3 +390,50 @@ def test_in_a_fleet_a_preempting_play_ends_the_play_it_cuts_off_at_its_start_not
     asyncio.run(scenario())
     played = [e for e in events if e[0] != "acknowledged"]
     assert played == [("started", "normal"), ("preempted", "normal"), ("started", "alert"), ("command", None)]
+
+
+def test_in_a_fleet_the_play_queued_behind_one_that_ends_starts_before_the_end_is_reported(tmp_path: Path) -> None:
+    """Tone then speech: at the tone's end the speech is started at once, its `finished` waits in the queue.
+
+    Ten thousand simulated speakers share one timer run at that instant; each real speaker switches on its
+    own processor. The report keeps its place: `finished` still precedes the speech's `started`.
+    """
+    config, pcm, _payload = _fleet_speaker_and_play(tmp_path, 0.2, "tone")
+    events: list[tuple[str, str | None]] = []
+
+    async def scenario() -> None:
+        queue = WorkQueue(chunk=10)
+        agent = Agent(config, output=create_output("null"), store=MemoryStore(), work_queue=queue, pcm=pcm)
+        report = agent.report
+        agent.report = lambda event, *a, **k: (  # type: ignore[method-assign]
+            events.append((event, a[0].broadcast_id if a else k.get("broadcast_id"))),
+            report(event, *a, **k),
+        )[1]
+
+        async def drain() -> None:
+            drained = asyncio.get_running_loop().create_future()
+            queue.submit(lambda: drained.set_result(None), later=True)
+            await asyncio.wait_for(drained, 5)
+
+        agent.handle_command(agent.own_topic, _signed_play(config, 0.2, "tone"))
+        agent.handle_command(agent.own_topic, _signed_play(config, 0.3, "speech", seq=2))
+        tone = agent.engine.active
+        assert tone is not None
+        assert tone.item.broadcast_id == "tone"
+        (begins,) = tone.timers
+        begins.fn(*begins.args)  # type: ignore[misc]
+        await drain()
+        (_begins, ends) = tone.timers
+        events.clear()
+        ends.fn(*ends.args)  # type: ignore[misc]  # the tone's end
+        speech = agent.engine.active
+        assert speech is not None
+        assert speech.item.broadcast_id == "speech", "started at the tone's end"
+        assert events == [], "the tone's `finished` waits in the queue"
+        (speech_begins,) = speech.timers
+        speech_begins.fn(*speech_begins.args)  # type: ignore[misc]
+        await drain()
+        agent.engine.close()
+
+    asyncio.run(scenario())
+    assert [e for e in events if e[0] != "acknowledged"] == [("finished", "tone"), ("started", "speech")]
