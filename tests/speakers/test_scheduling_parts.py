@@ -10,6 +10,7 @@ import io
 import json
 import time
 import wave
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -342,6 +343,26 @@ def test_in_a_fleet_an_acknowledgement_whose_hold_ends_after_the_start_rides_in_
     assert "acknowledged_at" in client.sent[0]["detail"]  # type: ignore[operator]
 
 
+def _fleet_agent_noting_reports(
+    config: AgentConfig, pcm: PcmCache, events: list[tuple[str, str | None]]
+) -> tuple[Agent, Callable[[], Awaitable[None]]]:
+    """A fleet speaker (in a running loop) whose reports are noted as (event, broadcast id), and a queue drain."""
+    queue = WorkQueue(chunk=10)
+    agent = Agent(config, output=create_output("null"), store=MemoryStore(), work_queue=queue, pcm=pcm)
+    report = agent.report
+    agent.report = lambda event, *a, **k: (  # type: ignore[method-assign]
+        events.append((event, a[0].broadcast_id if a else k.get("broadcast_id"))),
+        report(event, *a, **k),
+    )[1]
+
+    async def drain() -> None:
+        drained = asyncio.get_running_loop().create_future()
+        queue.submit(lambda: drained.set_result(None), later=True)
+        await asyncio.wait_for(drained, 5)
+
+    return agent, drain
+
+
 def test_in_a_fleet_a_preempting_play_ends_the_play_it_cuts_off_at_its_start_not_through_the_queue(
     tmp_path: Path,
 ) -> None:
@@ -354,19 +375,7 @@ def test_in_a_fleet_a_preempting_play_ends_the_play_it_cuts_off_at_its_start_not
     events: list[tuple[str, str | None]] = []
 
     async def scenario() -> None:
-        queue = WorkQueue(chunk=10)
-        agent = Agent(config, output=create_output("null"), store=MemoryStore(), work_queue=queue, pcm=pcm)
-        report = agent.report
-        agent.report = lambda event, *a, **k: (  # type: ignore[method-assign]
-            events.append((event, a[0].broadcast_id if a else k.get("broadcast_id"))),
-            report(event, *a, **k),
-        )[1]
-
-        async def drain() -> None:
-            drained = asyncio.get_running_loop().create_future()
-            queue.submit(lambda: drained.set_result(None), later=True)
-            await asyncio.wait_for(drained, 5)
-
+        agent, drain = _fleet_agent_noting_reports(config, pcm, events)
         agent.handle_command(agent.own_topic, _signed_play(config, 0.2, "normal", priority="normal"))
         normal = agent.engine.active
         assert normal is not None
@@ -379,7 +388,8 @@ def test_in_a_fleet_a_preempting_play_ends_the_play_it_cuts_off_at_its_start_not
         assert alert is not None
         assert alert.preempts is not None
         assert alert.preempts[0] is normal
-        queue.submit(lambda: events.append(("command", None)))  # received, not handled yet
+        assert agent.work_queue is not None
+        agent.work_queue.submit(lambda: events.append(("command", None)))  # received, not handled yet
         (alert_begins,) = alert.timers
         alert_begins.fn(*alert_begins.args)  # type: ignore[misc]  # the emergency's start instant
         if not ends.cancelled():
@@ -402,19 +412,7 @@ def test_in_a_fleet_the_play_queued_behind_one_that_ends_starts_before_the_end_i
     events: list[tuple[str, str | None]] = []
 
     async def scenario() -> None:
-        queue = WorkQueue(chunk=10)
-        agent = Agent(config, output=create_output("null"), store=MemoryStore(), work_queue=queue, pcm=pcm)
-        report = agent.report
-        agent.report = lambda event, *a, **k: (  # type: ignore[method-assign]
-            events.append((event, a[0].broadcast_id if a else k.get("broadcast_id"))),
-            report(event, *a, **k),
-        )[1]
-
-        async def drain() -> None:
-            drained = asyncio.get_running_loop().create_future()
-            queue.submit(lambda: drained.set_result(None), later=True)
-            await asyncio.wait_for(drained, 5)
-
+        agent, drain = _fleet_agent_noting_reports(config, pcm, events)
         agent.handle_command(agent.own_topic, _signed_play(config, 0.2, "tone"))
         agent.handle_command(agent.own_topic, _signed_play(config, 0.3, "speech", seq=2))
         tone = agent.engine.active
