@@ -27,7 +27,3 @@ class Handoff:
         with self._lock:
             taken, self._ids = self._ids, set()
         return taken
-
-    def __contains__(self, item: object) -> bool:
-        with self._lock:
-            return item in self._ids
