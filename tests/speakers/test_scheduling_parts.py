@@ -408,13 +408,14 @@ def test_in_a_fleet_the_play_queued_behind_one_that_ends_starts_before_the_end_i
     Ten thousand simulated speakers share one timer run at that instant; each real speaker switches on its
     own processor. The report keeps its place: `finished` still precedes the speech's `started`.
     """
-    config, pcm, _payload = _fleet_speaker_and_play(tmp_path, 0.2, "tone")
+    config, pcm, _payload = _fleet_speaker_and_play(tmp_path, 0.8, "tone")
     events: list[tuple[str, str | None]] = []
 
     async def scenario() -> None:
         agent, drain = _fleet_agent_noting_reports(config, pcm, events)
-        agent.handle_command(agent.own_topic, _signed_play(config, 0.2, "tone"))
-        agent.handle_command(agent.own_topic, _signed_play(config, 0.3, "speech", seq=2))
+        # armed at once (a fleet arms what starts within 1 s), and its own timers stay well after the test's steps
+        agent.handle_command(agent.own_topic, _signed_play(config, 0.8, "tone"))
+        agent.handle_command(agent.own_topic, _signed_play(config, 0.85, "speech", seq=2))
         tone = agent.engine.active
         assert tone is not None
         assert tone.item.broadcast_id == "tone"
