@@ -23,6 +23,7 @@ from speakers.messages import Play
 
 if TYPE_CHECKING:
     from speakers.agent.core import Agent
+    from speakers.agent.workqueue import WorkQueue
 
 logger = logging.getLogger(__name__)
 
@@ -285,7 +286,7 @@ class PlaybackEngine:
         if active.playback.ended:
             return
         end = active.playback.began_at + active.playback.duration_s
-        self._end(active, "finished", end, queued=self.agent.work_queue is not None)
+        self._end(active, "finished", end, queue=self.agent.work_queue)
         if self.active is active:
             self.active = None
             self.agent.planner.finished()
@@ -300,8 +301,9 @@ class PlaybackEngine:
         *,
         by: str | None = None,
         reason: str | None = None,
-        queued: bool = False,
+        queue: WorkQueue | None = None,
     ) -> None:
+        """Report how a play ended (`started` first if still unreported); with `queue`, the report waits in it."""
         if not active.began_reported and not active.playback.ended and active.playback.began_at <= at:
             self._begin(active)  # it began, and its report still waits in a fleet's queue: `started` comes first
         for timer in active.timers:
@@ -316,8 +318,8 @@ class PlaybackEngine:
             detail["by"] = by
         at = max(at, active.playback.began_at)
         report = partial(self.agent.report, event, active.item, at=at, reason=reason, detail=detail)
-        if queued and self.agent.work_queue is not None:
-            self.agent.work_queue.submit(report, later=True)
+        if queue is not None:
+            queue.submit(report, later=True)
         else:
             report()
 
