@@ -109,16 +109,8 @@ def _schedule_ack_candidate(receipt: ReceiptIn) -> bool:
     return receipt.event == "acknowledged" and not receipt.broadcast_id and bool(receipt.command_id)
 
 
-def _is_schedule(session: Session, command_id: str) -> bool:
-    """Whether this command is a schedule snapshot: from `preload`'s lookup, else asked of the database."""
-    known = session.info.get(SCHEDULE_COMMANDS, {})
-    if command_id in known:
-        return bool(known[command_id])
-    return session.scalar(select(Command.kind).where(Command.command_id == command_id)) == "schedule"
-
-
 def apply_receipt(session: Session, receipt: ReceiptIn, deliveries: dict[DeliveryKey, Delivery]) -> bool:
-    """Apply one receipt to its delivery (from `preload`); True when it changed. Security rejections are audited."""
+    """Apply one receipt of a batch `preload` read; True when it changed. Security rejections are audited."""
     if receipt.event == "rejected":
         session.execute(
             update(Speaker).where(Speaker.id == receipt.speaker_id).values(rejected_count=Speaker.rejected_count + 1)
@@ -133,7 +125,7 @@ def apply_receipt(session: Session, receipt: ReceiptIn, deliveries: dict[Deliver
             broadcast_id=receipt.broadcast_id,
         )
     if _schedule_ack_candidate(receipt):
-        if _is_schedule(session, str(receipt.command_id)):
+        if session.info[SCHEDULE_COMMANDS][str(receipt.command_id)]:  # read by `preload` for its batch
             speaker = session.get(Speaker, receipt.speaker_id)
             if speaker is not None:
                 speaker.schedule_synced_at = datetime.fromtimestamp(receipt.at, UTC)
@@ -183,10 +175,7 @@ def _play_windows(session: Session, broadcast_ids: list[int]) -> dict[int, tuple
 
 def _query_at(session: Session, delivery: Delivery, state: str, at: float) -> float | None:
     """When to ask an acknowledged or playing speaker again: a while after its play should have ended."""
-    windows = session.info.setdefault(PLAY_WINDOWS, {})
-    if delivery.broadcast_id not in windows:
-        windows.update(_play_windows(session, [delivery.broadcast_id]))
-    window = windows.get(delivery.broadcast_id)
+    window = session.info[PLAY_WINDOWS].get(delivery.broadcast_id)  # read by `preload` with the delivery
     if window is None:
         return None
     start_at, play_s = window
