@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import event, func, select
+from sqlalchemy import func, select
 
 from broadcast.errors import BroadcastError
 from broadcast.models import Broadcast, Clip, Command, Delivery
@@ -22,6 +22,7 @@ from broadcast.worker import republish, resend
 from speakers.schema import validate
 from tests.broadcast.conftest import HUANGSHA, auth, seed_county
 from tests.conftest import free_port, make_app, wait_for
+from tests.sql import recorded_statements
 
 SPEAKER = "spk-42122410420101-1"
 OTHER = "spk-42122410420101-2"
@@ -169,9 +170,8 @@ def test_unacknowledged_speakers_get_the_same_command_again_until_it_expires(sta
     with web.db.transaction() as session:
         ack = [ReceiptIn(SPEAKER, original["id"], str(broadcast_id), "acknowledged", time.time())]
         receipts.apply_receipt(session, ack[0], receipts.preload(session, ack, set()))
-    statements: list[str] = []
-    event.listen(worker.db.engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
-    assert resend(worker, now=sent_at + 3.5) == 11
+    with recorded_statements(worker.db.engine) as statements:
+        assert resend(worker, now=sent_at + 3.5) == 11
     queries = len(statements)
     assert queries <= 8, statements  # a few queries for a whole pass, not one per delivery
     copies = wait_for(lambda: listener.on(f"/speaker/{OTHER}"), "a re-send to a speaker topic", 10)

@@ -5,17 +5,17 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import event, func, select
+from sqlalchemy import func, select
 
 from broadcast.db import Database
 from broadcast.models import AuditEvent, Broadcast, Clip, Command, Delivery, Region, Speaker
 from broadcast.services import receipts
 from broadcast.services.receipts import ReceiptIn
+from tests.sql import recorded_statements
 
 GRID = "421224104201010"
 SPEAKERS = ("spk-1", "spk-2", "spk-3")
@@ -388,21 +388,6 @@ def test_state_without_a_time_is_seen_now(db: Database) -> None:
         assert before <= seen.replace(tzinfo=UTC) <= datetime.now(UTC) + timedelta(seconds=1)
 
 
-@contextmanager
-def recorded_statements(db: Database) -> Iterator[list[str]]:
-    """The SQL statements run on the database while the block runs (its commit included)."""
-    statements: list[str] = []
-
-    def record(*args: Any) -> None:
-        statements.append(args[2])
-
-    event.listen(db.engine, "before_cursor_execute", record)
-    try:
-        yield statements
-    finally:
-        event.remove(db.engine, "before_cursor_execute", record)
-
-
 def _statements_for_a_batch(db: Database, count: int) -> tuple[int, int]:
     """Apply, as the worker does, the first state of `count` new speakers and their schedule acknowledgements.
 
@@ -417,7 +402,7 @@ def _statements_for_a_batch(db: Database, count: int) -> tuple[int, int]:
             for s in ids
         )  # fmt: skip
     acks = [ReceiptIn(s, f"snap-{s}", None, "acknowledged", 1_800_000_000.0) for s in ids]
-    with recorded_statements(db) as statements, db.transaction() as session:
+    with recorded_statements(db.engine) as statements, db.transaction() as session:
         found = receipts.preload(session, acks, set(ids))
         for speaker_id in ids:
             assert receipts.apply_state(session, speaker_id, {"at": 1_800_000_000.0}) == "online"
@@ -458,7 +443,7 @@ def _statements_for_a_play(db: Database, count: int) -> tuple[int, set[tuple[str
     item = stored_broadcast(db, start_at=3000.0, states=dict.fromkeys(ids, "sent"))
     batch = [ReceiptIn(s, "cmd-1", str(item), "acknowledged", 2999.0) for s in ids]
     batch += [ReceiptIn(s, "cmd-1", str(item), "started", 3000.5) for s in ids]
-    with recorded_statements(db) as statements, db.transaction() as session:
+    with recorded_statements(db.engine) as statements, db.transaction() as session:
         found = receipts.preload(session, batch, set())
         assert all(receipts.apply_receipt(session, r, found) for r in batch)
     with db.transaction() as session:

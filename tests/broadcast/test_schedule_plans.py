@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import event, func, select
+from sqlalchemy import func, select
 
 from broadcast import scheduler
 from broadcast.errors import BroadcastError
@@ -18,6 +18,7 @@ from tests.broadcast.conftest import COUNTY, DALU, HUANGSHA, HUANGSHA_VILLAGE, a
 from tests.broadcast.test_schedules_api import clip_id
 from tests.broadcast.test_schedules_runner import base, daily, make
 from tests.conftest import free_port, make_app
+from tests.sql import recorded_statements
 
 
 def test_target_index_answers_as_resolve_targets(app: Any, tokens: dict[str, str]) -> None:
@@ -47,13 +48,8 @@ def test_a_county_of_schedules_is_planned_in_a_few_statements_exactly_once(
     day = base()
     ids = [make(app, daily(clip, day, "7,19"), day.timestamp() - 3600) for _ in range(12)]
     monkeypatch.setattr(scheduler, "BATCH", 5)
-    statements: list[str] = []
-    listener = lambda *args: statements.append(args[2])  # noqa: E731 - (conn, cursor, statement, ...)
-    event.listen(platform.db.engine, "before_cursor_execute", listener)
-    try:
+    with recorded_statements(platform.db.engine) as statements:
         assert scheduler.run_due(platform, day.timestamp()) == 24
-    finally:
-        event.remove(platform.db.engine, "before_cursor_execute", listener)
     # One INSERT per batch of 5 schedules (10 broadcasts) on SQLite, a COPY (not seen here) on PostgreSQL;
     # never one per occurrence, nor one per delivery.
     inserts = [s for s in statements if s.lstrip().upper().startswith("INSERT INTO BROADCASTS")]
