@@ -167,6 +167,7 @@ class Agent(Reporter):
 
     async def stop(self) -> None:
         """Shut down cleanly: end a play in progress, say offline, disconnect."""
+        self.engine.unarm()  # saved with the queue: it starts when the agent is back
         active = self.engine.active
         if active is not None:
             self.engine._end(active, "failed", time.time(), reason="agent_stopped")
@@ -361,8 +362,9 @@ class Agent(Reporter):
     def pinned_media(self) -> set[str]:
         """Hashes the cache must keep: everything queued or playing, and the snapshot's keep list."""
         pinned = {i.sha256 for i in self.planner.pending.values()} | self.kept.hashes()
-        if self.engine.active is not None:
-            pinned.add(self.engine.active.item.sha256)
+        for play in (self.engine.active, self.engine.following):
+            if play is not None:
+                pinned.add(play.item.sha256)
         return pinned
 
     def persist(self) -> None:

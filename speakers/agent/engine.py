@@ -50,6 +50,7 @@ class PlaybackEngine:
     def __init__(self, agent: Agent) -> None:
         self.agent = agent
         self.active: Active | None = None
+        self.following: Active | None = None  # armed to begin the instant the active play ends (see _follow)
         self._wake: TimerHandle | None = None
         self._fetching: set[str] = set()
         self._backoff: dict[str, float] = {}  # sha256 -> delay before its next fetch attempt
@@ -186,7 +187,8 @@ class PlaybackEngine:
             acted = True
         for action in agent.planner.tick(now, horizon, self.ready):
             self._execute(action)
-            acted = True
+            # a follower armed is saved as still queued: the saved state changes only if that failed
+            acted = acted or action.kind != "follow" or self.following is None
         if acted and persist:
             agent.persist()
         if self._wake is not None:
@@ -204,6 +206,10 @@ class PlaybackEngine:
             self.agent.report("refused", action.item, reason="quiet_hours")
         elif action.kind == "start":
             self._start(action.item, action.at)
+        elif action.kind == "follow":
+            self._follow(action.item)
+        elif action.kind == "unarm":
+            self.unarm()
         elif action.kind == "preempt" and self.active is not None:
             # ended when the new play begins, see _begin
             self._pending_preempt = (self.active, self.agent.clock.to_local(action.at))
@@ -239,7 +245,61 @@ class PlaybackEngine:
         agent.mark_done(item.broadcast_id, item.expires_at)
         active = Active(item, playback, volume, preempts=preempts)
         self.active = active
+        agent.planner.ends(self._server_time(playback.began_at + playback.duration_s))
         active.timers.append(agent.timers.call_at(playback.began_at, self._begun, active))
+
+    def _follow(self, item: PlayItem) -> None:
+        """Hand `item` to the output now, to begin the instant the active play ends: no gap between the two.
+
+        A real output holds it (silence until then); the timers that would start it after the end are not on
+        the path, so ten thousand simulated speakers whose tones end together all begin their speech on time.
+        """
+        agent = self.agent
+        current = self.active
+        pcm = agent.pcm.peek(item.sha256)
+        if current is None or pcm is None:
+            agent.planner.after = None
+            agent.report("failed", item, reason="decode_failed", detail={"error": "decoded audio no longer at hand"})
+            return
+        end = current.playback.began_at + current.playback.duration_s
+        try:
+            playback = agent.output.play(
+                pcm,
+                start_at=max(end, agent.clock.to_local(item.start_at)),
+                volume=self.volume_for(item),
+                repeat=item.repeat,
+                gap_s=item.repeat_gap_ms / 1000,
+                label=item.command_id,
+            )
+        except SpeakerError as exc:
+            agent.planner.after = None
+            agent.report("failed", item, reason="output_error", detail={"error": exc.en})
+            return
+        follower = Active(item, playback, self.volume_for(item))
+        self.following = follower
+        follower.timers.append(agent.timers.call_at(playback.began_at, self._begun, follower))
+
+    def unarm(self) -> None:
+        """Put the play armed to follow back in the queue (what it followed ended early or is cut off)."""
+        follower, self.following = self.following, None
+        if follower is None:
+            return
+        self.agent.planner.release_after()
+        for timer in follower.timers:
+            timer.cancel()
+        follower.playback.end(time.time(), completed=False)  # never began: nothing to report
+
+    def _promote(self) -> None:
+        """The play armed to follow is now the one in progress (the planner moved it along already)."""
+        follower, self.following = self.following, None
+        if follower is None:
+            return
+        self.active = follower
+        self.agent.mark_done(follower.item.broadcast_id, follower.item.expires_at)
+        self.agent.planner.ends(self._server_time(follower.playback.began_at + follower.playback.duration_s))
+
+    def _server_time(self, local: float) -> float:
+        return local + self.agent.clock.server_now() - time.time()
 
     def _begun(self, active: Active) -> None:
         """The start instant has come. In a simulated fleet its report waits behind what speakers received.
@@ -247,6 +307,8 @@ class PlaybackEngine:
         The output began on time either way and `started` carries that instant; ten thousand simulated speakers
         starting together must not hold back the commands still arriving for the others (see WorkQueue).
         """
+        if active is self.following and self.active is not None:
+            self._finish(self.active)  # the end of the play it follows comes first, whatever the timers' order
         queue = self.agent.work_queue
         if queue is None or active.preempts is not None:  # what it cuts off ends at this instant, not later
             self._begin(active)
@@ -290,6 +352,7 @@ class PlaybackEngine:
         if self.active is active:
             self.active = None
             self.agent.planner.finished()
+            self._promote()
         self.replan(persist=False)
         self.agent.persist()
 
@@ -330,8 +393,16 @@ class PlaybackEngine:
         """
         agent = self.agent
         count = 0
+        following = self.following
+        if following is not None and broadcast_id in (None, following.item.broadcast_id):
+            self.following = None
+            agent.planner.after = None
+            agent.mark_done(following.item.broadcast_id, following.item.expires_at)
+            self._end(following, "stopped", time.time(), reason="stop_command")
+            count += 1
         active = self.active
         if active is not None and broadcast_id in (None, active.item.broadcast_id):
+            self.unarm()  # what followed it starts now instead
             if active.preempts is not None:
                 previous, instant = active.preempts
                 active.preempts = None
@@ -354,6 +425,7 @@ class PlaybackEngine:
         self.closed = True
         if self._wake is not None:
             self._wake.cancel()
-        if self.active is not None:
-            for timer in self.active.timers:
-                timer.cancel()
+        for active in (self.active, self.following):
+            if active is not None:
+                for timer in active.timers:
+                    timer.cancel()

@@ -29,7 +29,8 @@ def snapshot(agent: Agent) -> dict[str, Any]:
         "replay": agent.window.to_dict(),
         "seen": agent.seen.to_dict(),
         "volume": agent.volume,
-        "pending": [item.to_dict() for item in agent.planner.pending.values()],
+        # a play armed to follow the active one has not begun: it is restored to the queue
+        "pending": [item.to_dict() for item in (*agent.planner.pending.values(), *filter(None, [agent.planner.after]))],
         "current": {"item": active.item.to_dict(), "began_at": active.playback.began_at} if active else None,
         "done": agent.done,
         "outbox": list(agent.outbox.values()),

@@ -1,7 +1,9 @@
 """Device playback rules, as pure logic over a clock the caller passes in (no I/O, no timers).
 
 - A higher priority preempts what plays, at its start time; the interrupted play is reported preempted.
-- Equal or lower priority waits in the queue (priority first, then start time, then sequence).
+- Equal or lower priority waits in the queue (priority first, then start time, then sequence); once the end of
+  the play in progress is within the horizon, the next is armed to follow it without a gap (an alert's speech
+  begins the instant its tone ends, however busy the device is then).
 - A play whose start window (expires_at) passes before it could start is missed: nothing stale is played.
 - In quiet hours only emergency plays; anything else due then is refused.
 """
@@ -78,7 +80,10 @@ class PlayItem:
 
 @dataclass(frozen=True)
 class Action:
-    """What the agent must do: kind is missed | refused | preempt | start; at is server clock."""
+    """What the agent must do: kind is missed | refused | unarm | preempt | start | follow; at is server clock.
+
+    `follow` arms a play to begin when the one in progress ends; `unarm` puts such a play back in the queue.
+    """
 
     kind: str
     item: PlayItem
@@ -93,6 +98,8 @@ class Planner:
         self.utc_offset_minutes = utc_offset_minutes
         self.pending: dict[str, PlayItem] = {}
         self.current: PlayItem | None = None
+        self.current_end: float | None = None  # server clock, once the caller knows it (see `ends`)
+        self.after: PlayItem | None = None  # armed to follow the current play
 
     def add(self, item: PlayItem) -> None:
         """Queue an accepted play."""
@@ -103,8 +110,20 @@ class Planner:
         return self.pending.pop(play_id, None)
 
     def finished(self) -> PlayItem | None:
-        """The play in progress ended; return it."""
-        item, self.current = self.current, None
+        """The play in progress ended; return it. The play armed to follow it becomes the one in progress."""
+        item, self.current, self.after = self.current, self.after, None
+        self.current_end = None
+        return item
+
+    def ends(self, at: float) -> None:
+        """The play in progress ends at `at` (server clock): the next may be armed to follow it."""
+        self.current_end = at
+
+    def release_after(self) -> PlayItem | None:
+        """The play armed to follow goes back to the queue; return it."""
+        item, self.after = self.after, None
+        if item is not None:
+            self.pending[item.play_id] = item
         return item
 
     def quiet(self, at: float) -> bool:
@@ -124,22 +143,40 @@ class Planner:
                 return actions
             best = max(due, key=lambda i: (i.rank, -i.start_at, -i.seq))
             at = max(best.start_at, now)
+            follows = self.current is not None and best.rank <= self.current.rank
+            if follows and self._can_follow(best, now + horizon):
+                at = max(best.start_at, self.current_end)  # type: ignore[type-var]
+            elif follows and (best.priority == "emergency" or not self.quiet(at)):
+                return actions  # waits for the play in progress
             if best.priority != "emergency" and self.quiet(at):
                 del self.pending[best.play_id]
                 actions.append(Action("refused", best, at))
                 continue
-            if self.current is not None:
-                if best.rank <= self.current.rank:
-                    return actions
-                actions.append(Action("preempt", self.current, at))
+            if self.after is not None:  # outranked by `best`: back to the queue
+                actions.append(Action("unarm", self.after, at))
+                self.release_after()
             del self.pending[best.play_id]
-            self.current = best
+            if follows:
+                self.after = best
+                actions.append(Action("follow", best, at))
+                return actions
+            if self.current is not None:
+                actions.append(Action("preempt", self.current, at))
+            self.current, self.current_end = best, None
             actions.append(Action("start", best, at))
             return actions
+
+    def _can_follow(self, item: PlayItem, until: float) -> bool:
+        """True when `item` may be armed now to follow the current play (its end is near and known)."""
+        if self.current_end is None or self.current_end > until or item.expires_at < self.current_end:
+            return False  # end unknown or not near yet; or it would begin too late: it is missed in the queue
+        return self.after is None or item.rank > self.after.rank
 
     def next_wake(self, now: float, horizon: float) -> float | None:
         """The next server-clock instant when `tick` may decide something new."""
         times = []
+        if self.current_end is not None and self.after is None and self.pending and self.current_end - horizon > now:
+            times.append(self.current_end - horizon)
         for item in self.pending.values():
             times.append(item.expires_at + 0.001)
             if item.start_at - horizon > now:

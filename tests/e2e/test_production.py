@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import threading
 from collections.abc import Iterator
@@ -101,10 +102,21 @@ def test_two_web_workers_and_one_worker_deliver(tmp_path: Path, database_url: st
             )
 
         wait_for(all_played, 90, "every agent to play every notice")
-        for broadcast_id in ids:
-            _, body = http("GET", f"{base}/api/v1/broadcasts/{broadcast_id}", token)
-            states = {d["speaker_id"]: d["state"] for d in body["deliveries"]}
-            assert all(states[a] == "finished" for a in AGENTS), states
+
+        def states() -> list[dict[str, str]]:
+            bodies = [http("GET", f"{base}/api/v1/broadcasts/{broadcast_id}", token)[1] for broadcast_id in ids]
+            return [{d["speaker_id"]: d["state"] for d in body["deliveries"]} for body in bodies]
+
+        latest: list[dict[str, str]] = []
+
+        def finished_on_server() -> bool:
+            latest[:] = states()
+            return all(s[a] == "finished" for s in latest for a in AGENTS)
+
+        # the last finished receipts may still be on their way to the server when the sinks show the end
+        with contextlib.suppress(AssertionError):
+            wait_for(finished_on_server, 30, "every play finished on the server")
+        assert finished_on_server(), latest
         with platform.db.transaction() as session:
             rows = session.scalars(select(Command)).all()
             seqs = [c.seq for c in rows]

@@ -920,3 +920,113 @@ def test_only_a_play_that_ran_to_its_end_is_ended_as_completed(
     assert first is not None
     assert second is not None
     assert (first.playback.completed, second.playback.completed) == (False, True)  # type: ignore[attr-defined]
+
+
+# --- the next play follows without a gap ---------------------------------------------------------------------
+
+
+def test_the_next_play_is_handed_over_ahead_and_begins_the_instant_the_one_before_ends(
+    agent: Agent, engine: PlaybackEngine, device: Device
+) -> None:
+    tone, speech = item("tone", start_in=0, priority="emergency"), item("speech", start_in=0.5, priority="emergency")
+    at_hand(agent, tone, speech)
+    engine.accept(tone)
+    engine.accept(speech)
+    device.run_until(T0 + 2 - LEAD)
+    assert [p["start_at"] for p in agent.output.plays] == [T0, T0 + 2], "armed a horizon before the tone ends"
+    assert "speech" not in agent.done, "armed, not begun: a restart would queue it again"
+    device.now = T0 + 2.3  # the process is busy when the tone ends: its timers run 300 ms late
+    device.run_until(T0 + 2.3)
+    assert agent.events() == [("started", "tone", None), ("finished", "tone", None), ("started", "speech", None)]
+    assert [r["at"] for r in agent.receipts] == [T0, T0 + 2, T0 + 2], "the speech began as the tone ended"
+    assert engine.active is not None
+    assert engine.active.item.broadcast_id == "speech"
+    assert engine.following is None
+    assert "speech" in agent.done
+    assert agent.planner.current_end == pytest.approx(T0 + 4 + OFFSET, abs=1e-6)
+    device.run_until(T0 + 5)
+    assert agent.events()[-1] == ("finished", "speech", None)
+    assert agent.planner.current is None
+
+
+def test_an_update_stops_the_armed_speech_and_its_successor_follows_the_tone_instead(
+    agent: Agent, engine: PlaybackEngine, device: Device
+) -> None:
+    tone, speech = item("tone", start_in=0, priority="emergency"), item("speech", start_in=0.5, priority="emergency")
+    newer = item("newer", start_in=1, priority="emergency", seq=2)
+    at_hand(agent, tone, speech, newer)
+    engine.accept(tone)
+    engine.accept(speech)
+    device.run_until(T0 + 2 - LEAD)
+    armed = engine.following
+    assert engine.stop("speech") == 1
+    assert agent.events() == [("started", "tone", None), ("stopped", "speech", "stop_command")]
+    assert agent.receipts[-1]["detail"] == {"played_ms": 0}
+    assert armed is not None
+    assert armed.playback.ended
+    assert "speech" in agent.done, "a stopped play never starts"
+    engine.accept(newer)
+    assert agent.output.plays[-1]["start_at"] == T0 + 2, "no second tone: the new speech follows the same one"
+    device.run_until(T0 + 2)
+    assert agent.events()[2:] == [("finished", "tone", None), ("started", "newer", None)]
+    assert agent.receipts[-1]["at"] == T0 + 2
+
+
+def test_when_the_play_in_progress_is_stopped_the_armed_one_starts_at_once(
+    agent: Agent, engine: PlaybackEngine, device: Device
+) -> None:
+    first, second = item("b1", start_in=0), item("b2", start_in=0.5)
+    at_hand(agent, first, second)
+    engine.accept(first)
+    engine.accept(second)
+    device.run_until(T0 + 2 - LEAD)
+    armed = engine.following
+    assert engine.stop("b1") == 1
+    assert armed is not None
+    assert armed.playback.completed is False  # type: ignore[attr-defined]
+    assert agent.output.plays[-1]["start_at"] == T0 + 2 - LEAD, "not at the end the stopped play would have had"
+    device.run_until(device.now)
+    assert agent.events() == [("started", "b1", None), ("stopped", "b1", "stop_command"), ("started", "b2", None)]
+    assert agent.receipts[-1]["at"] == T0 + 2 - LEAD
+
+
+def test_an_emergency_that_preempts_returns_the_armed_play_to_the_queue_to_play_after_it(
+    agent: Agent, engine: PlaybackEngine, device: Device
+) -> None:
+    first, second = item("b1", start_in=0), item("b2", start_in=0.5)
+    alarm = item("a", start_in=1.9, priority="emergency", seq=3)
+    at_hand(agent, first, second, alarm)
+    engine.accept(first)
+    engine.accept(second)
+    device.run_until(T0 + 2 - LEAD)
+    assert engine.following is not None
+    engine.accept(alarm)
+    assert engine.following is None
+    assert list(agent.planner.pending) == ["p-b2"]
+    device.run_until(T0 + 3.9)
+    assert agent.events() == [("started", "b1", None), ("preempted", "b1", None), ("started", "a", None),
+                              ("finished", "a", None), ("started", "b2", None)]  # fmt: skip
+    assert agent.receipts[-1]["at"] == T0 + 3.9, "after the alarm, without a gap"
+    assert agent.output.plays[-1]["start_at"] == T0 + 3.9
+
+
+def test_a_follower_whose_audio_is_gone_or_whose_output_fails_is_reported_and_the_play_runs_on(
+    agent: Agent, engine: PlaybackEngine, device: Device
+) -> None:
+    first, second, third = item("b1", start_in=0), item("b2", start_in=0.5, seq=2), item("b3", start_in=0.6, seq=3)
+    at_hand(agent, first, second, third)
+    engine.accept(first)
+    device.run_until(T0 + 1)
+    engine.ready = lambda _item: True  # type: ignore[method-assign]
+    del agent.pcm.items[second.sha256]  # evicted between planning and now
+    engine.accept(second)
+    device.run_until(T0 + 2 - LEAD)
+    assert agent.events() == [("started", "b1", None), ("failed", "b2", "decode_failed")]
+    agent.output.error = SpeakerError("speakers.output", "设备错误", "device busy")
+    engine.accept(third)
+    assert agent.events()[-1] == ("failed", "b3", "output_error")
+    assert agent.planner.after is None
+    agent.output.error = None
+    device.run_until(T0 + 3)
+    assert agent.events()[-1] == ("finished", "b1", None)
+    assert engine.active is None

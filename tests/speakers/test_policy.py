@@ -93,3 +93,71 @@ def test_not_ready_media_waits_and_wake_times() -> None:
     assert planner.tick(T0 + 10, 0.2, lambda i: False) == []
     assert planner.next_wake(T0, 0.2) == T0 + 10 - 0.2
     assert kinds(planner.tick(T0 + 11, 0.2, ready)) == [("start", "a")]
+
+
+def test_the_next_play_is_armed_to_follow_once_the_end_of_the_current_is_within_the_horizon() -> None:
+    planner = Planner([], 480)
+    planner.add(item("tone", "emergency"))
+    planner.tick(T0, 0.2, ready)
+    planner.add(item("speech", "emergency", start=T0 + 0.5, seq=2))
+    assert planner.tick(T0 + 1, 0.2, ready) == [], "the end of the tone is not known yet"
+    planner.ends(T0 + 2)
+    assert planner.next_wake(T0 + 1, 0.2) == T0 + 1.8
+    assert planner.tick(T0 + 1.7, 0.2, ready) == [], "its end is beyond the horizon"
+    actions = planner.tick(T0 + 1.8, 0.2, ready)
+    assert kinds(actions) == [("follow", "speech")]
+    assert actions[0].at == T0 + 2, "it begins the instant the tone ends"
+    assert planner.tick(T0 + 1.9, 0.2, ready) == [], "armed once"
+    assert planner.next_wake(T0 + 1.9, 0.2) is None
+    assert planner.finished() is not None
+    assert planner.current is not None
+    assert planner.current.play_id == "speech"
+    assert (planner.after, planner.current_end) == (None, None)
+
+
+def test_a_play_that_outranks_the_current_one_sends_the_armed_follower_back_to_the_queue() -> None:
+    planner = Planner([], 480)
+    planner.add(item("first"))
+    planner.tick(T0, 0.2, ready)
+    planner.ends(T0 + 2)
+    planner.add(item("second", seq=2))
+    assert kinds(planner.tick(T0 + 1.9, 0.2, ready)) == [("follow", "second")]
+    planner.add(item("alarm", "emergency", start=T0 + 1.95, seq=3))
+    assert kinds(planner.tick(T0 + 1.9, 0.2, ready)) == [("unarm", "second"), ("preempt", "first"),
+                                                        ("start", "alarm")]  # fmt: skip
+    assert list(planner.pending) == ["second"]
+    assert planner.after is None
+
+
+def test_a_more_urgent_play_takes_the_armed_followers_place() -> None:
+    planner = Planner([], 480)
+    planner.add(item("alarm", "emergency"))
+    planner.tick(T0, 0.2, ready)
+    planner.ends(T0 + 2)
+    planner.add(item("news", "normal", seq=2))
+    assert kinds(planner.tick(T0 + 1.9, 0.2, ready)) == [("follow", "news")]
+    planner.add(item("notice", "urgent", seq=3))
+    planner.add(item("chat", "background", seq=4))
+    assert kinds(planner.tick(T0 + 1.9, 0.2, ready)) == [("unarm", "news"), ("follow", "notice")]
+    assert sorted(planner.pending) == ["chat", "news"]
+
+
+def test_a_play_whose_start_window_closes_before_the_current_ends_is_not_armed_but_missed() -> None:
+    planner = Planner([], 480)
+    planner.add(item("long"))
+    planner.tick(T0, 0.2, ready)
+    planner.ends(T0 + 2)
+    planner.add(item("brief", start=T0 + 1, expires=T0 + 1.95, seq=2))
+    assert planner.tick(T0 + 1.9, 0.2, ready) == []
+    assert kinds(planner.tick(T0 + 1.96, 0.2, ready)) == [("missed", "brief")]
+
+
+def test_a_follower_due_in_quiet_hours_is_refused_there() -> None:
+    ten_pm = T0 + 10 * 3600  # 22:00 local
+    planner = Planner(parse_quiet_hours(["22:00-06:00"]), 480)
+    planner.add(item("flood", "emergency", start=ten_pm - 2))
+    planner.tick(ten_pm - 2, 0.2, ready)
+    planner.ends(ten_pm + 0.1)
+    planner.add(item("news", "normal", start=ten_pm - 1, seq=2))
+    assert planner.tick(ten_pm - 0.5, 0.2, ready) == [], "before quiet hours, it waits for the alarm to end"
+    assert kinds(planner.tick(ten_pm, 0.2, ready)) == [("refused", "news")]

@@ -15,9 +15,11 @@ from pathlib import Path
 
 import pytest
 
+from speakers.agent import persist
 from speakers.agent.audio import PcmCache
 from speakers.agent.core import Agent
 from speakers.agent.outputs import create_output
+from speakers.agent.policy import PlayItem
 from speakers.agent.store import MemoryStore
 from speakers.agent.timers import Timers
 from speakers.agent.workqueue import WorkQueue
@@ -436,3 +438,23 @@ def test_in_a_fleet_the_play_queued_behind_one_that_ends_starts_before_the_end_i
 
     asyncio.run(scenario())
     assert [e for e in events if e[0] != "acknowledged"] == [("finished", "tone"), ("started", "speech")]
+
+
+def test_a_play_armed_to_follow_is_saved_as_queued_and_restored_to_the_queue(tmp_path: Path) -> None:
+    """Armed, it has not begun: a crash or a stop before the instant must not lose it or count it as played."""
+    config = AgentConfig(speaker_id="q-3", broker_url="mqtt://127.0.0.1:1", username=None, password=None,
+                         topic_prefix="p", regions=["1"],
+                         server_keys=[KeyPair.generate().public_b64()], state_dir=tmp_path / "s",
+                         cache_dir=tmp_path / "c")  # fmt: skip
+    follower = PlayItem(play_id="c-2", command_id="c-2", broadcast_id="2", priority="emergency",
+                        media_url="http://m/2", sha256="b" * 64, duration_ms=1000, start_at=time.time(),
+                        expires_at=time.time() + 60, volume=None, repeat=1, repeat_gap_ms=0, seq=2,
+                        source="command")  # fmt: skip
+    agent = Agent(config, output=create_output("null"), store=MemoryStore())
+    agent.planner.after = follower
+    saved = persist.snapshot(agent)
+    assert [p["play_id"] for p in saved["pending"]] == ["c-2"]
+    again = Agent(config, output=create_output("null"), store=MemoryStore())
+    persist.restore(again, saved)
+    assert list(again.planner.pending) == ["c-2"]
+    assert "2" not in again.done
