@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/alert_bench.py --count 1000 --mosquitto --processes 2
     .venv/bin/python benchmarks/alert_bench.py --count 10000 --mosquitto --processes 2 \\
         [--web gunicorn] [--database-url postgresql+psycopg://USER@HOST:5432/DB]
-        [--lead-ms 950] [--tone-lead-ms 700] [--tone-s 8]
+        [--lead-ms 950] [--tone-lead-ms 700] [--tone-s 2]
 
 It starts a private Mosquitto (or uses --mqtt-url), a temporary instance of the server run as real processes
 (`broadcast run`, or gunicorn + `broadcast worker`; the set-up of `fanout_bench.py --server real`), and the
@@ -13,7 +13,7 @@ tone is in the speakers' cache before the alert), then posts one red CAP alert f
 POST /api/v1/alerts (signed with X-Signature) and prints, per speaker, from just before that POST:
 
 - tone started: the attention tone's `started` receipt (the first sound) — p50/p99/max
-- speech started: the speech's `started` receipt — p50/p99/max (it queues behind the tone on purpose)
+- speech started: the speech's `started` receipt — p50/p99/max (due the instant the tone ends, which it follows)
 - tone accepted: when each speaker had verified and queued the tone's command (its acknowledgement)
 - speech sent: when the speech's command (synthesized with the offline TTS) reached the broker
 - coverage: speakers that started the tone / the speech, and the server's own tally (GET /api/v1/alerts/<id>,
@@ -269,7 +269,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--database-url", help="SQLAlchemy URL (default SQLite in the instance)")
     parser.add_argument("--lead-ms", type=int, default=950, help="the server's START_LEAD_MS (default 950)")
     parser.add_argument("--tone-lead-ms", type=int, default=700, help="the server's ALERT_TONE_LEAD_MS (default 700)")
-    parser.add_argument("--tone-s", type=float, default=8.0, help="the server's ALERT_TONE_S (default 8)")
+    parser.add_argument(
+        "--tone-s", type=float, default=2.0, help="the server's ALERT_TONE_S (default 2, as the server's)"
+    )
     parser.add_argument("--connect-rate", type=float, default=1000.0, help="simulator connections per second")
     parser.add_argument("--processes", type=int, default=1, help="simulator processes (default 1)")
     parser.add_argument("--settle-s", type=float, default=3.0, help="quiet time before the alert")

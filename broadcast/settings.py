@@ -104,7 +104,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("ALERT_REPEAT", 3, "Times an alert's message is spoken after the attention tone.", int),
     Setting(
         "ALERT_TONE_S",
-        8.0,
+        2.0,
         "Length of the attention tone before an alert's speech, in seconds (1-25; the speech follows the tone).",
         float,
     ),

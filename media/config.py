@@ -58,7 +58,7 @@ class MediaConfig:
     # Longest piece of text handed to an engine at once; longer text is split at sentence boundaries.
     tts_chunk_chars: int = 200
     # Length of the warning attention tone (853 Hz + 960 Hz dual tone), in seconds.
-    attention_tone_s: float = 8.0
+    attention_tone_s: float = 2.0
     # Loudness of chimes relative to the speech, in LU (a chime should announce, not startle).
     chime_level_lu: float = -3.0
     # Loudness of the attention tone relative to the speech, in LU.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -19,7 +20,7 @@ from broadcast.models import Alert, Broadcast, Command, Delivery, Region, Speake
 from broadcast.services import broadcasts, clips, commands, regions
 from broadcast.services.alert_records import Outcome, note, policy_table, reject, system_user
 from broadcast.services.alert_tone import tone_clip
-from media import MediaError, Wrap
+from media import MediaError
 
 if TYPE_CHECKING:
     from broadcast.platform import Platform
@@ -189,14 +190,17 @@ def _launch(
     settings = platform.settings
     targets = row.region_codes + row.speaker_ids
     volume = int(settings.get("ALERT_VOLUME", 100))
+    speech_start: float | None = None  # an Update's speech: the usual lead (its tone, if any, is the old one's)
+    speech_lead: float | None = None
     try:
         if not previous:
             lead_s = int(settings.get("ALERT_TONE_LEAD_MS", 700)) / 1000
+            tone_row = tone_clip(session, platform)
             tone = broadcasts.create(
                 session,
                 user,
                 platform.rules,
-                clip_id=tone_clip(session, platform).id,
+                clip_id=tone_row.id,
                 targets=targets,
                 priority="emergency",
                 volume=volume,
@@ -208,21 +212,27 @@ def _launch(
             # Every speaker holds the tone (snapshot keep list): its command carries hash and URL, no bytes,
             # so it needs a shorter lead than a clip some speakers must fetch first.
             send(session, platform, [], tone, inline=False, lead_s=lead_s)
+            # The speech is due the instant the tone ends (after send: its start is final), so each speaker
+            # that has it by then begins it without a gap; synthesized later, it follows the tone's short lead.
+            speech_start, speech_lead = tone.start_at + tone_row.duration_ms / 1000, lead_s
+        repeat = 1  # a clip chosen by hand plays as it is
         if clip_id is None:
-            wrap = Wrap(repeat=max(1, min(int(settings.get("ALERT_REPEAT", 3)), 10)))
+            # Spoken once in the file and repeated by the speakers: each downloads a third of the bytes.
+            repeat = max(1, min(int(settings.get("ALERT_REPEAT", 3)), 10))
             store, media = platform.media_store, platform.media
-            clip_id = clips.from_text(
-                session, store, media, row.text, user=user, wrap=wrap, title=f"预警：{row.event}"
-            ).id
+            clip_id = clips.from_text(session, store, media, row.text, user=user, title=f"预警：{row.event}").id
         item = broadcasts.create(
             session,
             user,
-            platform.rules,
+            replace(platform.rules, max_repeat=max(platform.rules.max_repeat, repeat)),  # routine caps aside
             clip_id=clip_id,
+            repeat=repeat,
             targets=targets,
             priority="emergency",
             volume=volume,
             source="alert",
+            start_at=None if speech_start is None else max(speech_start, time.time()),  # never "in the past"
+            lead_s=speech_lead,
         )
     except (BroadcastError, MediaError) as error:  # no enabled speakers there, a target outside the user's region...
         # Nothing was written but perhaps a clip or the tone: the alert and its decisions are kept.
@@ -233,7 +243,7 @@ def _launch(
     stops = [stop_alert(session, old, row, "updated", actor, now, tone=False) for old in previous]
     speakers = sum(broadcasts.counts(session, item.id).values())
     note(session, row, row.decision, row.reason, actor, broadcast_id=item.id, speakers=speakers)
-    send(session, platform, [s for stop in stops for s in stop], item)
+    send(session, platform, [s for stop in stops for s in stop], item, lead_s=speech_lead)
 
 
 def _chain(session: Session, row: Alert) -> list[Alert]:

@@ -27,9 +27,9 @@ SPEAKER = "spk-42122410420101-1"  # 黄沙铺镇
 @pytest.fixture
 def stack(tmp_path: Path, sqlite_url: str) -> Iterator[Server]:
     """Broker, web tier (the media server), worker pushing snapshots every second, one real agent."""
-    server = server_stack(
-        tmp_path, sqlite_url, ALERT_HMAC_SECRET=SECRET, ALERT_REPEAT=1, SCHEDULE_PUSH_S=1, ALERT_CANCEL_NOTICE=0
-    )
+    # an 8 s tone: an Update and a Cancel are posted while the first tone still sounds, even on a loaded box
+    server = server_stack(tmp_path, sqlite_url, ALERT_HMAC_SECRET=SECRET, ALERT_REPEAT=1, SCHEDULE_PUSH_S=1,
+                          ALERT_CANCEL_NOTICE=0, ALERT_TONE_S=8)  # fmt: skip
     try:
         yield server
     finally:
