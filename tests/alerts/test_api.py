@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -231,93 +233,71 @@ def test_a_speech_synthesized_after_its_tone_ended_starts_a_tone_lead_after_it_i
     assert 0.6 <= item.start_at - speech_command.issued_at <= 0.75
 
 
-def test_the_speech_is_spoken_once_in_its_file_and_repeated_by_the_speakers(tmp_path: Any, database_url: str) -> None:
-    """ALERT_REPEAT=3: each speaker downloads a third of the bytes; a lower routine MAX_REPEAT does not cap it."""
-    from broadcast.services import accounts, clips
+@contextlib.contextmanager
+def county_app(tmp_path: Any, database_url: str, **settings: Any) -> Iterator[tuple[Any, dict[str, str]]]:
+    """An app of its own with these settings: the county seeded, its speakers placed, a warning source's token."""
+    from broadcast.services import accounts
     from tests.alerts.conftest import place_speakers
     from tests.broadcast.conftest import seed_county
     from tests.conftest import free_port, make_app
 
-    app = make_app(tmp_path / "i", database_url, MQTT_URL=f"mqtt://127.0.0.1:{free_port()}", ALERT_REPEAT=3,
-                   MAX_REPEAT=2)  # fmt: skip
-    platform = app.extensions["platform"]
+    app = make_app(tmp_path / "i", database_url, MQTT_URL=f"mqtt://127.0.0.1:{free_port()}", **settings)
     try:
-        seed_county(app)
+        tokens = seed_county(app)
         place_speakers(app)
         with app.extensions["platform"].db.transaction() as session:
-            user = accounts.create_user(session, "feed4", "feed4-password-1", "warning_source", None)
-            token = accounts.create_token(session, user)
-        body = post(app.test_client(), token, cap(ident="REPEAT-1", infos=[huangsha()])).json
+            user = accounts.create_user(session, "feed9", "feed9-password-1", "warning_source", None)
+            tokens["warning_source"] = accounts.create_token(session, user)
+        yield app, tokens
+    finally:
+        app.extensions["platform"].close()
+
+
+def test_the_speech_is_spoken_once_in_its_file_and_repeated_by_the_speakers(tmp_path: Any, database_url: str) -> None:
+    """ALERT_REPEAT=3: each speaker downloads a third of the bytes; a lower routine MAX_REPEAT does not cap it."""
+    from broadcast.services import clips
+
+    with county_app(tmp_path, database_url, ALERT_REPEAT=3, MAX_REPEAT=2) as (app, tokens):
+        body = post(app.test_client(), tokens["warning_source"], cap(ident="REPEAT-1", infos=[huangsha()])).json
         assert body["action"] == "broadcast", body
         item = rows(app, Broadcast, Broadcast.id == body["broadcast_id"])[0]
         assert item.repeat == 3
         command = rows(app, Command, Command.broadcast_id == item.id)[0]
         assert command.body["body"]["repeat"] == 3
         clip = rows(app, Clip, Clip.id == item.clip_id)[0]
+        platform = app.extensions["platform"]
         with platform.db.transaction() as session:  # the same text spoken once is the very same file
             once = clips.from_text(session, platform.media_store, platform.media, clip.text, user=None)
         assert once.sha256 == clip.sha256
         assert command.expires_at >= item.start_at + 3 * clip.duration_ms / 1000
-    finally:
-        platform.close()
 
 
 def test_the_attention_tone_lasts_alert_tone_s(tmp_path: Any, database_url: str) -> None:
-    """A county that wants the speech sooner sets a shorter tone: the clip really is that long."""
-    from tests.alerts.conftest import place_speakers
-    from tests.broadcast.conftest import seed_county
-    from tests.conftest import free_port, make_app
-
-    app = make_app(tmp_path / "i", database_url, MQTT_URL=f"mqtt://127.0.0.1:{free_port()}", ALERT_TONE_S=2)
-    try:
-        seed_county(app)
-        place_speakers(app)
-        with app.extensions["platform"].db.transaction() as session:
-            from broadcast.services import accounts
-
-            user = accounts.create_user(session, "feed3", "feed3-password-1", "warning_source", None)
-            token = accounts.create_token(session, user)
-        body = post(app.test_client(), token, cap(ident="SHORT-TONE-1", infos=[huangsha()])).json
+    """A county that wants an EAS-length signal sets a longer tone: the clip really is that long."""
+    with county_app(tmp_path, database_url, ALERT_TONE_S=5) as (app, tokens):
+        body = post(app.test_client(), tokens["warning_source"], cap(ident="LONG-TONE-1", infos=[huangsha()])).json
         assert body["action"] == "broadcast"
         tone = rows(app, Broadcast, Broadcast.id == rows(app, Alert)[0].tone_broadcast_id)[0]
         clip = rows(app, Clip, Clip.id == tone.clip_id)[0]
-        platform = app.extensions["platform"]
-        samples = read_wav_mono(platform.media_store.path(clip.sha256), 16000)  # decoded by ffmpeg
+        samples = read_wav_mono(app.extensions["platform"].media_store.path(clip.sha256), 16000)  # ffmpeg decodes
         measured = len(samples) / 16000
-        assert 1.9 <= measured <= 2.2, measured  # the stored file itself, not the setting echoed
+        assert 4.9 <= measured <= 5.2, measured  # the stored file itself, not the setting echoed
         assert float(abs(samples).max()) > 0.1  # and it is a tone, not silence
         assert abs(clip.duration_ms / 1000 - measured) < 0.1
-    finally:
-        app.extensions["platform"].close()
 
 
 def test_emergency_alerts_ignore_quiet_hours(tmp_path: Any, database_url: str) -> None:
-    from tests.alerts.conftest import place_speakers
-    from tests.broadcast.conftest import seed_county
-    from tests.conftest import free_port, make_app
-
     hour = datetime.now(UTC).hour
     quiet = f"{(hour - 1) % 24:02d}:00-{(hour + 2) % 24:02d}:00"  # in force for the next hour at least
-    port = free_port()
-    app = make_app(tmp_path / "i", database_url, MQTT_URL=f"mqtt://127.0.0.1:{port}", QUIET_HOURS=quiet, TIMEZONE="UTC")
-    try:
-        tokens = seed_county(app)
-        place_speakers(app)
+    with county_app(tmp_path, database_url, QUIET_HOURS=quiet, TIMEZONE="UTC") as (app, tokens):
         client = app.test_client()
         clip = client.post("/api/v1/clips", json={"text": "例行广播"}, headers=auth(tokens["admin"])).json
         routine = client.post(
             "/api/v1/broadcasts", json={"clip_id": clip["id"], "targets": [HUANGSHA]}, headers=auth(tokens["admin"])
         )
         assert routine.json["error"]["code"] == "quiet_hours"  # the window is in force now
-        with app.extensions["platform"].db.transaction() as session:
-            from broadcast.services import accounts
-
-            user = accounts.create_user(session, "feed2", "feed2-password-1", "warning_source", None)
-            token = accounts.create_token(session, user)
-        alert = post(client, token, cap(ident="NIGHT-1", infos=[huangsha()])).json
+        alert = post(client, tokens["warning_source"], cap(ident="NIGHT-1", infos=[huangsha()])).json
         assert alert["action"] == "broadcast"
-    finally:
-        app.extensions["platform"].close()
 
 
 @pytest.mark.parametrize("name", [*sorted(HOSTILE), "oversize_10mb", "malformed", "invalid_cap"])
