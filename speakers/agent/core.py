@@ -332,6 +332,9 @@ class Agent(Reporter):
             self.report("refused", command_id=signed.id, seq=signed.seq, reason="stale_snapshot")
             return
         self.schedule_seq, self.schedule_id = signed.seq, snapshot.snapshot_id
+        following = self.engine.following
+        if following is not None and following.item.source == "schedule":
+            self.engine.unarm()  # back in the queue, where this snapshot keeps or drops it like any other item
         wanted: dict[str, PlayItem] = {}
         for entry in snapshot.items:
             item = PlayItem.from_play(

@@ -18,14 +18,16 @@ import pytest
 from speakers.agent import persist
 from speakers.agent.audio import PcmCache
 from speakers.agent.core import Agent
+from speakers.agent.engine import Active
 from speakers.agent.outputs import create_output
+from speakers.agent.outputs.base import Playback
 from speakers.agent.policy import PlayItem
 from speakers.agent.store import MemoryStore
 from speakers.agent.timers import Timers
 from speakers.agent.workqueue import WorkQueue
 from speakers.config import AgentConfig
-from speakers.messages import Play
-from speakers.protocol import Target, command_topic_for_region, encode_command
+from speakers.messages import Play, ScheduledPlay, ScheduleSnapshot
+from speakers.protocol import SignedCommand, Target, command_topic_for_region, encode_command
 from speakers.signing import COMMAND_CONTEXT, KeyPair
 from speakers.simulator import generated_fleet
 from speakers.sodium import sodium_verify
@@ -458,3 +460,35 @@ def test_a_play_armed_to_follow_is_saved_as_queued_and_restored_to_the_queue(tmp
     persist.restore(again, saved)
     assert list(again.planner.pending) == ["c-2"]
     assert "2" not in again.done
+
+
+@pytest.mark.parametrize("kept", [True, False], ids=["kept", "dropped"])
+def test_a_snapshot_keeps_or_drops_a_schedule_play_armed_to_follow_like_a_queued_one(
+    tmp_path: Path, kept: bool
+) -> None:
+    """Armed to follow the play in progress, a schedule item is still the snapshot's to keep (once) or drop."""
+    config = AgentConfig(speaker_id="q-4", broker_url="mqtt://127.0.0.1:1", username=None, password=None,
+                         topic_prefix="p", regions=["1"],
+                         server_keys=[KeyPair.generate().public_b64()], state_dir=tmp_path / "s",
+                         cache_dir=tmp_path / "c")  # fmt: skip
+    now = time.time()
+    play = Play(broadcast_id="7", priority="normal", media_url="http://127.0.0.1:1/m", sha256="c" * 64,
+                duration_ms=1000, start_at=now + 30, expires_at=now + 90)  # fmt: skip
+    armed = PlayItem.from_play(play, play_id="schedule:i-1", command_id="i-1", seq=1, default_expiry=now + 90,
+                               source="schedule")  # fmt: skip
+
+    async def scenario() -> None:
+        agent = Agent(config, output=create_output("null"), store=MemoryStore())
+        agent.planner.after = armed
+        agent.engine.following = Active(armed, Playback(now + 30, 1.0), 60)
+        items = (ScheduledPlay(item_id="i-1", play=play),) if kept else ()
+        snapshot = ScheduleSnapshot(snapshot_id="s-2", generated_at=now, valid_until=now + 3600, items=items)
+        signed = SignedCommand(id="c-9", seq=2, issued_at=now, expires_at=now + 3600, targets=("1",),
+                               command=snapshot, key_id="k")  # fmt: skip
+        agent._schedule(signed, snapshot)
+        assert agent.engine.following is None
+        assert agent.planner.after is None
+        assert list(agent.planner.pending) == (["schedule:i-1"] if kept else [])
+        agent.engine.close()
+
+    asyncio.run(scenario())
