@@ -108,6 +108,17 @@ def _run_locked(
         announce()  # a first start that fails must not lose the only copy
 
 
+def web_server(app: Any, host: str, port: int, threads: int) -> Any:
+    """The waitress server for `app` (run it with .run() in a thread, stop it with .close() from another).
+
+    It waits with poll(), not select(): a close from another thread can leave the listening socket's closed
+    descriptor among those the loop waits on, which select() refuses with EBADF, killing the server's thread.
+    """
+    from waitress.server import create_server
+
+    return create_server(app, host=host, port=port, threads=threads, ident="village-broadcast", asyncore_use_poll=True)
+
+
 def _serve(
     platform: Platform,
     *,
@@ -118,8 +129,6 @@ def _serve(
     echo: Callable[[str], Any],
     announce: Callable[[], None],
 ) -> None:
-    from waitress.server import create_server
-
     from broadcast.worker import Worker
 
     if demo:
@@ -129,7 +138,7 @@ def _serve(
     app = create_app(platform=platform)
     try:
         _probe_port(host, port)  # waitress leaks a pipe when its own bind fails: find out before
-        server = create_server(app, host=host, port=port, threads=threads, ident="village-broadcast")
+        server = web_server(app, host, port, threads)
     except OSError as exc:
         if broker is not None:
             broker.stop()

@@ -90,8 +90,7 @@ class Server:
 
 def server_stack(tmp: Path, database_url: str, **settings: Any) -> Server:
     """Start the broker and the web tier; the caller starts workers and agents."""
-    from waitress.server import create_server
-
+    from broadcast.runner import web_server
     from speakers.broker import EmbeddedBroker
 
     broker = EmbeddedBroker("127.0.0.1", free_port())
@@ -112,7 +111,7 @@ def server_stack(tmp: Path, database_url: str, **settings: Any) -> Server:
     instance = tmp / "instance"
     app = make_app(instance, database_url, **values)
     token = seed_county(app)["admin"]
-    web = create_server(app, host="127.0.0.1", port=web_port, threads=4)
+    web = web_server(app, "127.0.0.1", web_port, 4)
     threading.Thread(target=web.run, name="test-web", daemon=True).start()
     env = {"BROADCAST_INSTANCE": str(instance), **{f"BROADCAST_{k}": str(v) for k, v in values.items()}}
     return Server(tmp, app, broker, web, env, token)
