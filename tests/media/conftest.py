@@ -14,6 +14,9 @@ from media import MediaConfig, MediaStore
 from media.runner import ffmpeg_exe
 from tests.audio import espeak_wav, ffmpeg, read_wav_mono, write_wav
 
+# One 0.1 dB step between two readings rounded to 0.1, compared in floating point (-2.3 - -2.4 is 0.10000000000000009)
+STEP_DB = 0.1 + 1e-9
+
 __all__ = ["FORMAT_ARGS", "SPEECH_TEXT", "convert", "ffmpeg", "read_wav_mono", "stream_info", "write_wav"]
 
 SPEECH_TEXT = "各位村民请注意，今天下午十四点三十分将有八级大风，请大家关好门窗，注意安全。"

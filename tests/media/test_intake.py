@@ -12,7 +12,7 @@ import pytest
 
 from media import ClipInfo, MediaConfig, MediaStore, ingest_upload, measure_loudness
 
-from .conftest import convert, read_wav_mono, stream_info, write_wav
+from .conftest import STEP_DB, convert, read_wav_mono, stream_info, write_wav
 
 SR = 48000
 
@@ -33,8 +33,8 @@ def assert_normalized(info: ClipInfo, store: MediaStore, config: MediaConfig) ->
     assert abs(meter.integrated - config.target_lufs) <= 0.5, meter
     assert meter.true_peak <= config.true_peak_dbtp, meter
     # the clip was measured on dr_mp3's decode, this on ffmpeg's: equal but for a 0.1 rounding step
-    assert abs(info.loudness_lufs - meter.integrated) <= 0.1
-    assert abs(info.true_peak_dbtp - meter.true_peak) <= 0.1
+    assert abs(info.loudness_lufs - meter.integrated) <= STEP_DB
+    assert abs(info.true_peak_dbtp - meter.true_peak) <= STEP_DB
     assert abs(info.duration_ms / 1000 - meter.duration_s) < 0.05
     rate, layout = stream_info(path)
     assert (rate, layout) == (config.sample_rate, "mono")

@@ -13,7 +13,7 @@ import pytest
 from media import MediaConfig, MediaError, MediaStore, ingest_upload, measure_loudness
 from media.measure import measure_stored
 
-from .conftest import ffmpeg, write_wav
+from .conftest import STEP_DB, ffmpeg, write_wav
 
 SR = 48000
 
@@ -21,9 +21,9 @@ SR = 48000
 def assert_same_reading(path: Path) -> None:
     piped = measure_stored(path, "mp3")
     direct = measure_loudness(path)
-    assert abs(piped.integrated - direct.integrated) <= 0.1, (piped, direct)
-    assert abs(piped.true_peak - direct.true_peak) <= 0.1, (piped, direct)
-    assert abs(piped.lra - direct.lra) <= 0.2, (piped, direct)
+    assert abs(piped.integrated - direct.integrated) <= STEP_DB, (piped, direct)
+    assert abs(piped.true_peak - direct.true_peak) <= STEP_DB, (piped, direct)
+    assert abs(piped.lra - direct.lra) <= 2 * STEP_DB, (piped, direct)
     assert abs(piped.duration_s - direct.duration_s) < 0.03, (piped, direct)
 
 
