@@ -262,11 +262,12 @@ class PlaybackEngine:
             agent.report("failed", item, reason="decode_failed", detail={"error": "decoded audio no longer at hand"})
             return
         end = current.playback.began_at + current.playback.duration_s
+        volume = self.volume_for(item)
         try:
             playback = agent.output.play(
                 pcm,
                 start_at=max(end, agent.clock.to_local(item.start_at)),
-                volume=self.volume_for(item),
+                volume=volume,
                 repeat=item.repeat,
                 gap_s=item.repeat_gap_ms / 1000,
                 label=item.command_id,
@@ -275,7 +276,7 @@ class PlaybackEngine:
             agent.planner.after = None
             agent.report("failed", item, reason="output_error", detail={"error": exc.en})
             return
-        follower = Active(item, playback, self.volume_for(item))
+        follower = Active(item, playback, volume)
         self.following = follower
         follower.timers.append(agent.timers.call_at(playback.began_at, self._begun, follower))
 

@@ -934,6 +934,7 @@ def test_the_next_play_is_handed_over_ahead_and_begins_the_instant_the_one_befor
     engine.accept(speech)
     device.run_until(T0 + 2 - LEAD)
     assert [p["start_at"] for p in agent.output.plays] == [T0, T0 + 2], "armed a horizon before the tone ends"
+    assert agent.output.plays[1]["volume"] == 80, "an emergency follows at the speaker's maximum volume too"
     assert "speech" not in agent.done, "armed, not begun: a restart would queue it again"
     device.now = T0 + 2.3  # the process is busy when the tone ends: its timers run 300 ms late
     device.run_until(T0 + 2.3)
