@@ -1031,3 +1031,19 @@ def test_a_follower_whose_audio_is_gone_or_whose_output_fails_is_reported_and_th
     device.run_until(T0 + 3)
     assert agent.events()[-1] == ("finished", "b1", None)
     assert engine.active is None
+
+
+def test_the_followed_play_ends_before_its_follower_begins_whichever_timer_runs_first(
+    agent: Agent, engine: PlaybackEngine, device: Device
+) -> None:
+    tone, speech = item("tone", start_in=0, priority="emergency"), item("speech", start_in=0.5, priority="emergency")
+    at_hand(agent, tone, speech)
+    engine.accept(tone)
+    engine.accept(speech)
+    device.run_until(T0 + 2 - LEAD)
+    follower = engine.following
+    assert follower is not None
+    device.now = T0 + 2
+    engine._begun(follower)  # the follower's timer ahead of the tone's end timer at the same instant
+    assert agent.events() == [("started", "tone", None), ("finished", "tone", None), ("started", "speech", None)]
+    assert engine.active is follower

@@ -12,6 +12,7 @@ import time
 import wave
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -492,3 +493,31 @@ def test_a_snapshot_keeps_or_drops_a_schedule_play_armed_to_follow_like_a_queued
         agent.engine.close()
 
     asyncio.run(scenario())
+
+
+def test_an_agent_stopped_while_a_play_is_armed_to_follow_saves_that_play_as_queued(tmp_path: Path) -> None:
+    """Stopping ends the play in progress; the armed one has not begun, so it must be kept for the restart."""
+    config = AgentConfig(speaker_id="q-5", broker_url="mqtt://127.0.0.1:1", username=None, password=None,
+                         topic_prefix="p", regions=["1"],
+                         server_keys=[KeyPair.generate().public_b64()], state_dir=tmp_path / "s",
+                         cache_dir=tmp_path / "c")  # fmt: skip
+    now = time.time()
+
+    def play(broadcast_id: str) -> PlayItem:
+        return PlayItem(play_id=f"c-{broadcast_id}", command_id=f"c-{broadcast_id}", broadcast_id=broadcast_id,
+                        priority="emergency", media_url="http://m", sha256=broadcast_id * 64, duration_ms=1000,
+                        start_at=now, expires_at=now + 60, volume=None, repeat=1, repeat_gap_ms=0, seq=1,
+                        source="command")  # fmt: skip
+
+    async def scenario() -> dict[str, Any]:
+        agent = Agent(config, output=create_output("null"), store=MemoryStore())
+        tone, speech = play("1"), play("2")
+        agent.planner.current, agent.planner.after = tone, speech
+        agent.engine.active = Active(tone, Playback(now, 2.0), 80)
+        agent.engine.following = Active(speech, Playback(now + 2, 1.0), 80)
+        await agent.stop()
+        return persist.snapshot(agent)
+
+    saved = asyncio.run(scenario())
+    assert [p["play_id"] for p in saved["pending"]] == ["c-2"]
+    assert saved["current"] is None
