@@ -925,14 +925,19 @@ def test_only_a_play_that_ran_to_its_end_is_ended_as_completed(
 # --- the next play follows without a gap ---------------------------------------------------------------------
 
 
-def test_the_next_play_is_handed_over_ahead_and_begins_the_instant_the_one_before_ends(
-    agent: Agent, engine: PlaybackEngine, device: Device
-) -> None:
+def arm_tone_and_speech(agent: Agent, engine: PlaybackEngine, device: Device) -> None:
+    """An emergency tone (T0 to T0 + 2) playing, its speech armed to follow: the clock a horizon before the end."""
     tone, speech = item("tone", start_in=0, priority="emergency"), item("speech", start_in=0.5, priority="emergency")
     at_hand(agent, tone, speech)
     engine.accept(tone)
     engine.accept(speech)
     device.run_until(T0 + 2 - LEAD)
+
+
+def test_the_next_play_is_handed_over_ahead_and_begins_the_instant_the_one_before_ends(
+    agent: Agent, engine: PlaybackEngine, device: Device
+) -> None:
+    arm_tone_and_speech(agent, engine, device)
     assert [p["start_at"] for p in agent.output.plays] == [T0, T0 + 2], "armed a horizon before the tone ends"
     assert agent.output.plays[1]["volume"] == 80, "an emergency follows at the speaker's maximum volume too"
     assert "speech" not in agent.done, "armed, not begun: a restart would queue it again"
@@ -1036,11 +1041,7 @@ def test_a_follower_whose_audio_is_gone_or_whose_output_fails_is_reported_and_th
 def test_the_followed_play_ends_before_its_follower_begins_whichever_timer_runs_first(
     agent: Agent, engine: PlaybackEngine, device: Device
 ) -> None:
-    tone, speech = item("tone", start_in=0, priority="emergency"), item("speech", start_in=0.5, priority="emergency")
-    at_hand(agent, tone, speech)
-    engine.accept(tone)
-    engine.accept(speech)
-    device.run_until(T0 + 2 - LEAD)
+    arm_tone_and_speech(agent, engine, device)
     follower = engine.following
     assert follower is not None
     device.now = T0 + 2
