@@ -209,7 +209,7 @@ class PlaybackEngine:
         elif action.kind == "follow":
             self._follow(action.item)
         elif action.kind == "unarm":
-            self.unarm()
+            self._disarm()  # the planner put it back in the queue already, and may have armed another in its place
         elif action.kind == "preempt" and self.active is not None:
             # ended when the new play begins, see _begin
             self._pending_preempt = (self.active, self.agent.clock.to_local(action.at))
@@ -282,10 +282,14 @@ class PlaybackEngine:
 
     def unarm(self) -> None:
         """Put the play armed to follow back in the queue (what it followed ended early or is cut off)."""
+        self.agent.planner.release_after()
+        self._disarm()
+
+    def _disarm(self) -> None:
+        """Take the play armed to follow off the output; the queue is the planner's business."""
         follower, self.following = self.following, None
         if follower is None:
             return
-        self.agent.planner.release_after()
         for timer in follower.timers:
             timer.cancel()
         follower.playback.end(time.time(), completed=False)  # never began: nothing to report

@@ -1048,3 +1048,27 @@ def test_the_followed_play_ends_before_its_follower_begins_whichever_timer_runs_
     engine._begun(follower)  # the follower's timer ahead of the tone's end timer at the same instant
     assert agent.events() == [("started", "tone", None), ("finished", "tone", None), ("started", "speech", None)]
     assert engine.active is follower
+
+
+def test_a_play_that_takes_the_armed_followers_place_is_armed_once_and_each_plays_once(
+    agent: Agent, engine: PlaybackEngine, device: Device
+) -> None:
+    first, quiet = item("b1", start_in=0), item("bg", start_in=0.5, priority="background", seq=2)
+    later = item("b2", start_in=2.1, seq=3)  # due once the horizon reaches it, after `bg` was armed
+    at_hand(agent, first, quiet, later)
+    engine.accept(first)
+    engine.accept(quiet)
+    engine.accept(later)
+    device.run_until(T0 + 2 - LEAD)
+    assert engine.following is not None
+    assert engine.following.item.broadcast_id == "bg"
+    device.run_until(T0 + 2.1 - LEAD)
+    assert engine.following is not None
+    assert engine.following.item.broadcast_id == "b2"
+    assert agent.planner.after is engine.following.item, "the planner and the output agree on what follows"
+    assert list(agent.planner.pending) == ["p-bg"], "the outranked one is back in the queue, once"
+    device.run_until(T0 + 7)
+    assert agent.events() == [("started", "b1", None), ("finished", "b1", None), ("started", "b2", None),
+                              ("finished", "b2", None), ("started", "bg", None), ("finished", "bg", None)]  # fmt: skip
+    assert [p["label"] for p in agent.output.plays] == ["c-b1", "c-bg", "c-b2", "c-bg"]
+    assert [r["at"] for r in agent.receipts if r["event"] == "started"] == [T0, T0 + 2.1, T0 + 4.1]
