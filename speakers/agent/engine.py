@@ -175,6 +175,10 @@ class PlaybackEngine:
         """
         if self.closed:
             return
+        follower, active = self.following, self.active
+        if follower and active and not active.playback.ended and follower.playback.began_at <= time.time():
+            self._finish(active)  # the output moved on to the follower, their timers are late: they come first
+            return  # _finish planned again and saved
         agent = self.agent
         horizon = agent.config.arm_lead_ms / 1000
         now = agent.clock.server_now()

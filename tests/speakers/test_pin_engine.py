@@ -1072,3 +1072,21 @@ def test_a_play_that_takes_the_armed_followers_place_is_armed_once_and_each_play
                               ("finished", "b2", None), ("started", "bg", None), ("finished", "bg", None)]  # fmt: skip
     assert [p["label"] for p in agent.output.plays] == ["c-b1", "c-bg", "c-b2", "c-bg"]
     assert [r["at"] for r in agent.receipts if r["event"] == "started"] == [T0, T0 + 2.1, T0 + 4.1]
+
+
+def test_a_follower_already_begun_when_its_timers_run_late_is_never_taken_back_to_play_again(
+    agent: Agent, engine: PlaybackEngine, device: Device
+) -> None:
+    first, quiet = item("u", start_in=0, priority="urgent"), item("bg", start_in=0.5, priority="background", seq=2)
+    later = item("n", start_in=2.2, seq=3)
+    at_hand(agent, first, quiet, later)
+    engine.accept(first)
+    engine.accept(quiet)
+    device.run_until(T0 + 2 - LEAD)
+    device.now = T0 + 2.2  # the process is busy: `u` ended and `bg` began on the output, their timers not run yet
+    engine.accept(later)  # outranks `bg`, which the output began 200 ms ago
+    device.run_until(T0 + 9)
+    assert agent.events() == [("started", "u", None), ("finished", "u", None), ("started", "bg", None),
+                              ("preempted", "bg", None), ("started", "n", None), ("finished", "n", None)]  # fmt: skip
+    assert [r["at"] for r in agent.receipts][:3] == [T0, T0 + 2, T0 + 2], "as the output really played them"
+    assert [p["label"] for p in agent.output.plays] == ["c-u", "c-bg", "c-n"]
