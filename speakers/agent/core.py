@@ -167,12 +167,7 @@ class Agent(Reporter):
 
     async def stop(self) -> None:
         """Shut down cleanly: end a play in progress, say offline, disconnect."""
-        self.engine.unarm()  # saved with the queue: it starts when the agent is back
-        active = self.engine.active
-        if active is not None:
-            self.engine._end(active, "failed", time.time(), reason="agent_stopped")
-            self.engine.active = None
-            self.planner.finished()
+        self.engine.halt()  # a play armed to follow is saved with the queue: it starts when the agent is back
         self.engine.close()
         for timer in self._timers.values():
             timer.cancel()

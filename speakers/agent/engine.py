@@ -175,9 +175,7 @@ class PlaybackEngine:
         """
         if self.closed:
             return
-        follower, active = self.following, self.active
-        if follower and active and not active.playback.ended and follower.playback.began_at <= time.time():
-            self._finish(active)  # the output moved on to the follower, their timers are late: they come first
+        if self._catch_up():
             return  # _finish planned again and saved
         agent = self.agent
         horizon = agent.config.arm_lead_ms / 1000
@@ -202,6 +200,15 @@ class PlaybackEngine:
         if wake is not None:
             delay = max(0.0, agent.clock.to_local(wake) - time.time())
             self._wake = agent.timers.call_later(delay, self.replan)
+
+    def _catch_up(self) -> bool:
+        """If the output has moved on to the play armed to follow while this process's timers run late, end the
+        play it followed now (it becomes the play in progress). True if it did."""
+        follower, active = self.following, self.active
+        if follower and active and not active.playback.ended and follower.playback.began_at <= time.time():
+            self._finish(active)
+            return True
+        return False
 
     def _execute(self, action: Action) -> None:
         if action.kind == "missed":
@@ -326,15 +333,12 @@ class PlaybackEngine:
 
     def _start_failed(self, item: PlayItem, preempts: tuple[Active, float] | None, reason: str, error: str) -> None:
         self.agent.planner.finished()
-        if preempts is not None:
-            self._end(preempts[0], "preempted", time.time(), by=item.broadcast_id)
+        self._cut_off(preempts, "preempted", time.time(), by=item.broadcast_id)
         self.agent.report("failed", item, reason=reason, detail={"error": error})
 
     def _begin(self, active: Active) -> None:
-        if active.preempts is not None:
-            previous, instant = active.preempts
-            active.preempts = None
-            self._end(previous, "preempted", instant, by=active.item.broadcast_id)
+        preempts, active.preempts = active.preempts, None
+        self._cut_off(preempts, "preempted", by=active.item.broadcast_id)
         if active.playback.ended:
             return
         end = active.playback.began_at + active.playback.duration_s
@@ -347,6 +351,17 @@ class PlaybackEngine:
         if late > 0.001:
             detail["late_ms"] = round(late * 1000, 1)
         self.agent.report("started", active.item, at=active.playback.began_at, detail=detail)
+
+    def _cut_off(self, preempts: tuple[Active, float] | None, event: str, at: float | None = None, **why: str) -> None:
+        """End the play `preempts` names, at its instant (or `at`). If it had not begun by then, the play it was
+        itself to cut off is still the one on the output: that one ends at the same instant, and so on."""
+        while preempts is not None:
+            previous, instant = preempts
+            at = instant if at is None else at
+            preempts = None
+            if previous.playback.began_at > at:
+                preempts, previous.preempts = previous.preempts, None
+            self._end(previous, event, at, **why)
 
     def _finish(self, active: Active) -> None:
         """The play ran to its end: report it and start what waits. In a fleet the report queues behind.
@@ -402,6 +417,13 @@ class PlaybackEngine:
         """
         agent = self.agent
         count = 0
+        for item in list(agent.planner.pending.values()):
+            if broadcast_id in (None, item.broadcast_id):
+                agent.planner.remove(item.play_id)
+                agent.mark_done(item.broadcast_id, item.expires_at)
+                agent.report("stopped", item, reason="cancelled")
+                count += 1
+        self._catch_up()  # after dropping those: the plan it may make cannot arm one of them
         following = self.following
         if following is not None and broadcast_id in (None, following.item.broadcast_id):
             self.following = None
@@ -412,22 +434,42 @@ class PlaybackEngine:
         active = self.active
         if active is not None and broadcast_id in (None, active.item.broadcast_id):
             self.unarm()  # what followed it starts now instead
-            if active.preempts is not None:
-                previous, instant = active.preempts
-                active.preempts = None
-                self._end(previous, "preempted", instant, by=active.item.broadcast_id)
-            self._end(active, "stopped", time.time(), reason="stop_command")
+            now = time.time()
+            preempts = None
+            if active.playback.began_at > now:  # it never began: what it was to cut off was not cut off
+                preempts, active.preempts = active.preempts, None
+            self._end(active, "stopped", now, reason="stop_command")  # begun (timers late): the cut-off one first
             self.active = None
             agent.planner.finished()
             count += 1
-        for item in list(agent.planner.pending.values()):
-            if broadcast_id in (None, item.broadcast_id):
-                agent.planner.remove(item.play_id)
-                agent.mark_done(item.broadcast_id, item.expires_at)
-                agent.report("stopped", item, reason="cancelled")
-                count += 1
+            if preempts is not None and broadcast_id is None:
+                self._cut_off(preempts, "stopped", now, reason="stop_command")
+            elif preempts is not None and not preempts[0].playback.ended:
+                self._resume(preempts[0])
         self.replan(persist=False)
         return count
+
+    def _resume(self, active: Active) -> None:
+        """A play whose preemption was called off before the preempting play began plays on (or, if it has not
+        begun either, begins as planned)."""
+        self.active = active
+        end = active.playback.began_at + active.playback.duration_s
+        self.agent.planner.resume(active.item, self._server_time(end))
+
+    def halt(self) -> None:
+        """The agent is stopping: the play in progress (and one it was about to cut off) failed; the armed one
+        goes back to the queue, saved with it (nothing new is planned: whatever else is due waits for the restart)."""
+        self.unarm()
+        active, self.active = self.active, None
+        if active is None:
+            return
+        now = time.time()
+        preempts = None
+        if active.playback.began_at > now:  # it never began: what it was to cut off still plays
+            preempts, active.preempts = active.preempts, None
+        self._end(active, "failed", now, reason="agent_stopped")
+        self._cut_off(preempts, "failed", now, reason="agent_stopped")
+        self.agent.planner.finished()
 
     def close(self) -> None:
         """Cancel timers (the agent is shutting down; a play in progress is cut off)."""

@@ -115,6 +115,10 @@ class Planner:
         self.current_end = None
         return item
 
+    def resume(self, item: PlayItem, end: float) -> None:
+        """`item`, about to be cut off by a play stopped before it began, is the play in progress again."""
+        self.current, self.current_end = item, end
+
     def ends(self, at: float) -> None:
         """The play in progress ends at `at` (server clock): the next may be armed to follow it."""
         self.current_end = at

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import itertools
 import logging
+import random
 import types
 from collections.abc import Callable
 from pathlib import Path
@@ -181,9 +183,11 @@ class Ending(Playback):
 
 
 class Output:
-    """Plays begin `latency` seconds after the instant asked for; `error` makes the next play fail."""
+    """Plays begin `latency` seconds after the instant asked for (or now, if that has passed, as every real output
+    does); `error` makes the next play fail."""
 
-    def __init__(self) -> None:
+    def __init__(self, device: Device) -> None:
+        self.device = device
         self.records = False
         self.recorded: list[dict[str, Any]] = []
         self.plays: list[dict[str, Any]] = []
@@ -197,7 +201,7 @@ class Output:
             raise self.error
         self.plays.append({"pcm": pcm, "start_at": start_at, "volume": volume, "repeat": repeat, "gap_s": gap_s,
                            "label": label})  # fmt: skip
-        playback = Ending(start_at + self.latency, self.duration)
+        playback = Ending(max(start_at, self.device.now) + self.latency, self.duration)
         playback.file = self.file
         return playback
 
@@ -216,7 +220,7 @@ class Agent:
         self.work_queue = None  # a real speaker: no fleet queue
         self.cache = Cache()
         self.pcm = Decoder()
-        self.output = Output()
+        self.output = Output(device)
         self.done: dict[str, float] = {}
         self.cache_repairs = 0
         self.volume = 60
@@ -666,15 +670,21 @@ def test_an_output_error_fails_the_play_and_frees_the_speaker(agent: Agent, engi
     assert agent.done == {}
 
 
-def test_an_emergency_preempts_a_routine_play_the_instant_it_begins(
-    agent: Agent, engine: PlaybackEngine, device: Device
-) -> None:
-    routine, alarm = item("r", start_in=0), item("a", start_in=0.5, priority="emergency")
+def alarm_waiting(agent: Agent, engine: PlaybackEngine, device: Device, start_in: float) -> None:
+    """A routine play `r` sounding since T0, an emergency `a` due at T0 + `start_in` handed to the output to cut it
+    off: the clock one arm lead before that."""
+    routine, alarm = item("r", start_in=0), item("a", start_in=start_in, priority="emergency")
     at_hand(agent, routine, alarm)
     engine.accept(routine)
     device.run_until(T0)
     engine.accept(alarm)
-    device.run_until(T0 + 0.5 - LEAD)
+    device.run_until(T0 + start_in - LEAD)
+
+
+def test_an_emergency_preempts_a_routine_play_the_instant_it_begins(
+    agent: Agent, engine: PlaybackEngine, device: Device
+) -> None:
+    alarm_waiting(agent, engine, device, 0.5)
     assert agent.events() == [("started", "r", None)], "the routine play still sounds until the alarm begins"
     assert agent.output.plays[-1]["start_at"] == T0 + 0.5
     assert agent.output.plays[-1]["volume"] == 80
@@ -759,21 +769,71 @@ def test_a_stop_before_the_first_sample_is_not_reported_as_played_to_a_file(
     assert agent.receipts[0]["detail"] == {"played_ms": 0}
 
 
-def test_stopping_a_preempting_play_before_it_begins_ends_both(
+def test_stopping_a_preempting_play_before_it_begins_lets_the_play_it_would_cut_off_play_on(
     agent: Agent, engine: PlaybackEngine, device: Device
 ) -> None:
-    routine, alarm = item("r", start_in=0), item("a", start_in=1, priority="emergency")
-    at_hand(agent, routine, alarm)
-    engine.accept(routine)
-    device.run_until(T0)
-    engine.accept(alarm)
-    device.run_until(T0 + 1 - LEAD)
+    alarm_waiting(agent, engine, device, 1)
     assert engine.stop("a") == 1
-    assert agent.events() == [("started", "r", None), ("preempted", "r", None), ("stopped", "a", "stop_command")]
-    assert agent.receipts[1]["at"] == T0 + 1
-    assert agent.receipts[1]["detail"] == {"played_ms": 1000, "by": "a"}
+    assert agent.events() == [("started", "r", None), ("stopped", "a", "stop_command")]
+    assert agent.receipts[1]["detail"] == {"played_ms": 0}
+    assert engine.active is not None
+    assert engine.active.item is agent.planner.current
+    assert agent.planner.current.broadcast_id == "r"
+    assert agent.planner.current_end == pytest.approx(T0 + 2 + OFFSET, abs=1e-6)
+    device.run_until(T0 + 10)
+    assert agent.events()[2:] == [("finished", "r", None)]
+    assert agent.receipts[2]["at"] == T0 + 2, "heard to its end"
+
+
+def test_stopping_everything_while_a_play_waits_to_preempt_stops_the_one_still_playing_too(
+    agent: Agent, engine: PlaybackEngine, device: Device
+) -> None:
+    alarm_waiting(agent, engine, device, 1)
+    assert engine.stop(None) == 1
+    assert agent.events() == [
+        ("started", "r", None),
+        ("stopped", "a", "stop_command"),
+        ("stopped", "r", "stop_command"),
+    ]
+    assert agent.receipts[2]["at"] == T0 + 1 - LEAD
+    assert engine.active is None
     device.run_until(T0 + 10)
     assert len(agent.receipts) == 3
+
+
+def test_an_agent_stopping_while_a_play_waits_to_preempt_reports_both_plays_failed(
+    agent: Agent, engine: PlaybackEngine, device: Device
+) -> None:
+    alarm_waiting(agent, engine, device, 1)
+    engine.halt()
+    assert agent.events() == [
+        ("started", "r", None),
+        ("failed", "a", "agent_stopped"),
+        ("failed", "r", "agent_stopped"),
+    ]
+    assert agent.receipts[2]["detail"] == {"played_ms": 750}
+    assert engine.active is None
+    assert agent.planner.current is None
+
+
+def test_a_play_preempted_before_it_began_hands_what_it_would_have_cut_off_to_the_play_that_preempts_it(
+    agent: Agent, engine: PlaybackEngine, device: Device
+) -> None:
+    routine, urgent = item("r", start_in=0), item("u", start_in=1, priority="urgent", seq=2)
+    alarm = item("a", start_in=0.9, priority="emergency", seq=3)
+    at_hand(agent, routine, urgent, alarm)
+    engine.accept(routine)
+    device.run_until(T0)
+    engine.accept(urgent)
+    device.run_until(T0 + 0.8)  # `u` is handed to the output to cut `r` off at T0 + 1
+    engine.accept(alarm)  # the alarm begins first, at T0 + 0.9
+    device.run_until(T0 + 10)
+    assert agent.events() == [("started", "r", None), ("preempted", "u", None), ("preempted", "r", None),
+                              ("started", "a", None), ("finished", "a", None)]  # fmt: skip
+    assert [r["at"] for r in agent.receipts[2:4]] == [T0 + 0.9] * 2, "the output moved from `r` to the alarm"
+    assert agent.receipts[1]["at"] == T0 + 1, "`u` never began: its end is its own start instant"
+    assert [r["detail"]["by"] for r in agent.receipts[1:3]] == ["a", "a"]
+    assert agent.receipts[1]["detail"]["played_ms"] == 0
 
 
 def test_a_play_that_ends_early_on_its_own_is_not_reported_again(
@@ -894,11 +954,7 @@ def test_a_preempting_play_whose_audio_is_gone_still_ends_the_one_it_replaced(
 def test_a_preempting_play_stopped_after_it_began_is_reported_once(
     agent: Agent, engine: PlaybackEngine, device: Device
 ) -> None:
-    routine, alarm = item("r", start_in=0), item("a", start_in=0.5, priority="emergency")
-    at_hand(agent, routine, alarm)
-    engine.accept(routine)
-    device.run_until(T0)
-    engine.accept(alarm)
+    alarm_waiting(agent, engine, device, 0.5)
     device.run_until(T0 + 1)
     assert engine.stop("a") == 1
     assert agent.events() == [("started", "r", None), ("preempted", "r", None), ("started", "a", None),
@@ -1090,3 +1146,59 @@ def test_a_follower_already_begun_when_its_timers_run_late_is_never_taken_back_t
                               ("preempted", "bg", None), ("started", "n", None), ("finished", "n", None)]  # fmt: skip
     assert [r["at"] for r in agent.receipts][:3] == [T0, T0 + 2, T0 + 2], "as the output really played them"
     assert [p["label"] for p in agent.output.plays] == ["c-u", "c-bg", "c-n"]
+
+
+# --- random sequences: the rules that hold whatever happens --------------------------------------------------
+
+FINAL = {"finished", "preempted", "stopped", "missed", "refused", "failed"}
+
+
+def check_agreement(agent: Agent, engine: PlaybackEngine) -> None:
+    """The planner and the output agree on what plays and what is armed; nothing is both queued and armed."""
+    planner = agent.planner
+    assert (engine.following.item if engine.following else None) is planner.after
+    assert (engine.active.item if engine.active else None) is planner.current
+    held = {i.play_id for i in (planner.current, planner.after) if i is not None}
+    assert not held & set(planner.pending), "a play both queued and on the output"
+
+
+@pytest.mark.parametrize("seed", range(1500))  # 30,000 seeds pass too (two minutes)
+def test_random_commands_stops_and_late_timers_never_play_anything_twice_or_at_once(
+    agent: Agent, engine: PlaybackEngine, device: Device, seed: int
+) -> None:
+    rng = random.Random(seed)
+    accepted: list[PlayItem] = []
+    for step in range(40):
+        roll = rng.random()
+        if roll < 0.45:
+            agent.output.duration = rng.choice([0.4, 1.0, 2.0, 3.0])
+            new = item(f"b{step}", start_in=device.now - T0 + rng.uniform(0, 3), seq=step + 1,
+                       priority=rng.choice(["background", "normal", "normal", "urgent", "emergency"]),
+                       expires_in=rng.uniform(0.5, 15))  # fmt: skip
+            at_hand(agent, new)
+            accepted.append(new)
+            engine.accept(new)
+        elif roll < 0.75:
+            device.run_until(device.now + rng.uniform(0.05, 1.5))
+        elif roll < 0.92:
+            device.now += rng.uniform(0.01, 0.6)  # a busy process: timers due now run late, at the next step
+        elif accepted:
+            engine.stop(rng.choice(accepted).broadcast_id if rng.random() < 0.85 else None)
+        check_agreement(agent, engine)
+    device.run_until(device.now + 120)
+    check_agreement(agent, engine)
+    assert engine.active is None
+    assert not agent.planner.pending
+    spans: list[tuple[float, float, str]] = []
+    for play in accepted:
+        mine = [r for r in agent.receipts if r["broadcast_id"] == play.broadcast_id]
+        events = [r["event"] for r in mine]
+        assert [e for e in events if e in FINAL] == events[-1:], (seed, play.broadcast_id, events)
+        assert events.count("started") <= 1, (seed, play.broadcast_id, events)
+        if "started" in events:
+            begin, end = mine[events.index("started")]["at"], mine[-1]["at"]
+            assert begin >= play.start_at - OFFSET - 1e-9, "never before its start instant"
+            spans.append((begin, end, play.broadcast_id))
+    spans.sort()
+    for (_, end, first), (begin, _, second) in itertools.pairwise(spans):
+        assert begin >= end - 1e-9, f"seed {seed}: {second} began before {first} ended"
