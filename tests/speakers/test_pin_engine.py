@@ -1202,3 +1202,23 @@ def test_random_commands_stops_and_late_timers_never_play_anything_twice_or_at_o
     spans.sort()
     for (_, end, first), (begin, _, second) in itertools.pairwise(spans):
         assert begin >= end - 1e-9, f"seed {seed}: {second} began before {first} ended"
+
+
+def test_a_stop_while_timers_run_late_drops_a_queued_play_before_anything_could_arm_it(
+    agent: Agent, engine: PlaybackEngine, device: Device
+) -> None:
+    first, second, third = item("b1", start_in=0), item("b2", start_in=0.5, seq=2), item("b3", start_in=1, seq=3)
+    at_hand(agent, first, second, third)
+    engine.accept(first)
+    agent.output.duration = 0.2
+    engine.accept(second)
+    engine.accept(third)
+    device.run_until(T0 + 2 - LEAD)  # b2 armed to follow b1 at T0 + 2, for 0.2 s; b3 queued after it
+    device.now = T0 + 2.3  # busy: b1 ended, b2 began and ended, b3 would follow now; no timer has run
+    assert engine.stop("b3") == 1
+    assert ("stopped", "b3", "cancelled") in agent.events()
+    assert ("started", "b3", None) not in agent.events(), "never handed to the output"
+    device.run_until(T0 + 5)
+    assert agent.events() == [("started", "b1", None), ("stopped", "b3", "cancelled"), ("finished", "b1", None),
+                              ("started", "b2", None), ("finished", "b2", None)]  # fmt: skip
+    assert [r["at"] for r in agent.receipts[2:]] == [T0 + 2, T0 + 2, T0 + 2.2], "as the output played them"
