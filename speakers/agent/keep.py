@@ -12,7 +12,7 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING, Any
 
-from speakers.agent.engine import FETCH_RETRY_MAX_S, FETCH_RETRY_MIN_S
+from speakers.agent.fetching import FETCH_RETRY_MAX_S, FETCH_RETRY_MIN_S
 from speakers.errors import SpeakerError
 from speakers.messages import KeepMedia
 

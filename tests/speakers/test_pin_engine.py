@@ -20,7 +20,9 @@ from typing import Any
 import pytest
 
 from speakers.agent import engine as engine_module
-from speakers.agent.engine import FETCH_RETRY_MAX_S, PlaybackEngine
+from speakers.agent import fetching as fetching_module
+from speakers.agent.engine import PlaybackEngine
+from speakers.agent.fetching import FETCH_RETRY_MAX_S
 from speakers.agent.outputs.base import Playback
 from speakers.agent.policy import Planner, PlayItem
 from speakers.agent.timers import TimerHandle
@@ -252,6 +254,7 @@ def device(monkeypatch: pytest.MonkeyPatch) -> Device:
     """The device clock, also what the engine reads as time.time()."""
     clock = Device()
     monkeypatch.setattr(engine_module, "time", clock)
+    monkeypatch.setattr(fetching_module, "time", clock)
     return clock
 
 
@@ -379,7 +382,7 @@ def test_inline_media_is_cached_when_its_hash_matches(
     engine.take_inline(play)
     assert agent.cache.has(play.sha256)
     agent.cache.store_error = OSError("must not be called again")
-    with caplog.at_level(logging.WARNING, logger=engine_module.__name__):
+    with caplog.at_level(logging.WARNING, logger=fetching_module.__name__):
         engine.take_inline(play)  # already cached: nothing to do
     assert caplog.messages == []
     engine.take_inline(Play(**{**play.to_dict(), "sha256": sha("other"), "media_b64": None}))
@@ -399,7 +402,7 @@ def test_unusable_inline_media_is_logged_and_fetched_by_url_instead(
 ) -> None:
     agent.cache.store_error = store_error
     play = inline(media_b64)
-    with caplog.at_level(logging.WARNING, logger=engine_module.__name__):
+    with caplog.at_level(logging.WARNING, logger=fetching_module.__name__):
         engine.take_inline(play)
     assert not agent.cache.has(play.sha256)
     assert len(caplog.messages) == 1
@@ -431,7 +434,7 @@ def test_a_failed_fetch_is_retried_while_the_play_can_still_start(
     play = item("b1", start_in=5, expires_in=60)
     engine.accept(play)
     delays = []
-    with caplog.at_level(logging.INFO, logger=engine_module.__name__):
+    with caplog.at_level(logging.INFO, logger=fetching_module.__name__):
         for attempt in range(7):
             agent.cache.fetches[attempt][2].fail(SpeakerError("speakers.fetch_failed", "失败", "down"))
             retry = [h for h in device.timers if not h.cancelled() and h.fn.__name__ == "_retry_fetch"]
@@ -495,7 +498,7 @@ def test_a_corrupt_cached_file_is_discarded_reported_and_fetched_again(
     agent.output.records = True
     agent.cache_repairs = 3
     engine.accept(play)
-    with caplog.at_level(logging.WARNING, logger=engine_module.__name__):
+    with caplog.at_level(logging.WARNING, logger=fetching_module.__name__):
         agent.pcm.decodes[0][3].fail(SpeakerError("speakers.cache_corrupt", "坏", "corrupt"))
     assert caplog.messages == [f"spk-1: cached media {play.sha256[:12]} was corrupt; fetching it again"]
     assert agent.cache.discarded == [play.sha256]
