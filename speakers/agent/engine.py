@@ -89,7 +89,7 @@ class PlaybackEngine(MediaIntake):
         """If the output has moved on to the play armed to follow while this process's timers run late, end the
         play it followed now (it becomes the play in progress). True if it did."""
         follower, active = self.following, self.active
-        if follower and active and not active.playback.ended and follower.playback.began_at <= time.time():
+        if follower and active and follower.playback.began_at <= time.time():
             self._finish(active)
             return True
         return False
@@ -319,10 +319,8 @@ class PlaybackEngine(MediaIntake):
         if active is not None and broadcast_id in (None, active.item.broadcast_id):
             self.unarm()  # what followed it starts now instead
             now = time.time()
-            preempts = None
-            if active.playback.began_at > now:  # it never began: what it was to cut off was not cut off
-                preempts, active.preempts = active.preempts, None
-            self._end(active, "stopped", now, reason="stop_command")  # begun (timers late): the cut-off one first
+            preempts = self._withdraw(active, now)
+            self._end(active, "stopped", now, reason="stop_command")
             self.active = None
             agent.planner.finished()
             count += 1
@@ -332,6 +330,15 @@ class PlaybackEngine(MediaIntake):
                 self._resume(preempts[0])
         self.replan(persist=False)
         return count
+
+    def _withdraw(self, active: Active, now: float) -> tuple[Active, float] | None:
+        """What `active` was to cut off, if it has not begun by `now`: taken from it, since it cuts nothing off now.
+
+        Begun (its timers late), it keeps it: ending `active` reports `started` and that preemption first."""
+        if active.playback.began_at <= now:
+            return None
+        preempts, active.preempts = active.preempts, None
+        return preempts
 
     def _resume(self, active: Active) -> None:
         """A play whose preemption was called off before the preempting play began plays on (or, if it has not
@@ -348,9 +355,7 @@ class PlaybackEngine(MediaIntake):
         if active is None:
             return
         now = time.time()
-        preempts = None
-        if active.playback.began_at > now:  # it never began: what it was to cut off still plays
-            preempts, active.preempts = active.preempts, None
+        preempts = self._withdraw(active, now)
         self._end(active, "failed", now, reason="agent_stopped")
         self._cut_off(preempts, "failed", now, reason="agent_stopped")
         self.agent.planner.finished()
